@@ -1,0 +1,270 @@
+// Package meta is the state machine of the metadata Raft group: brokers,
+// topics, their partitions (each one Raft group) and configs. Commands are
+// applied in log order on every node, so every decision that must agree
+// across nodes (topic ids, group ids, existence checks) is made in Apply,
+// never by the proposer. It must never do I/O or read the clock in Apply.
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// MetadataGroup is the Raft group id of the metadata group; partition
+// groups get ids above it, assigned in Apply.
+const MetadataGroup uint64 = 1
+
+// Command errors, decided in Apply.
+var (
+	ErrTopicExists   = errors.New("topic already exists")
+	ErrUnknownTopic  = errors.New("unknown topic")
+	ErrInvalidConfig = errors.New("invalid config")
+	ErrInvalid       = errors.New("invalid request")
+)
+
+// Broker is a registered node.
+type Broker struct {
+	ID   int32  `json:"id"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+	Rack string `json:"rack,omitempty"`
+}
+
+// Partition is one partition of a topic and its Raft group.
+type Partition struct {
+	Index    int32   `json:"index"`
+	Group    uint64  `json:"group"`
+	Replicas []int32 `json:"replicas"`
+}
+
+// Topic is a topic and its partitions.
+type Topic struct {
+	Name       string            `json:"name"`
+	ID         [16]byte          `json:"id"`
+	Partitions []Partition       `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+// Command is one entry of the metadata log, JSON-encoded after a version
+// byte (docs/format/metadata.md).
+type Command struct {
+	Op               string            `json:"op"`
+	Broker           *Broker           `json:"broker,omitempty"`
+	Topic            string            `json:"topic,omitempty"`
+	TopicID          [16]byte          `json:"topic_id,omitzero"`
+	Replicas         [][]int32         `json:"replicas,omitempty"`
+	Configs          map[string]string `json:"configs,omitempty"`
+	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
+}
+
+// Command ops.
+const (
+	OpRegisterBroker   = "register_broker"
+	OpCreateTopic      = "create_topic"
+	OpDeleteTopic      = "delete_topic"
+	OpAlterConfigs     = "alter_configs"
+	OpCreatePartitions = "create_partitions"
+)
+
+const commandVersion = 1
+
+// Encode serialises a command for proposal.
+func Encode(c *Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{commandVersion}, b...), nil
+}
+
+// Decode parses a command.
+func Decode(b []byte) (*Command, error) {
+	if len(b) == 0 || b[0] != commandVersion {
+		return nil, errors.New("meta: unknown command version")
+	}
+	c := &Command{}
+	if err := json.Unmarshal(b[1:], c); err != nil {
+		return nil, fmt.Errorf("meta: decode command: %w", err)
+	}
+	return c, nil
+}
+
+// Validator checks topic configs; the broker supplies Kafka's rules.
+type Validator func(configs map[string]string) error
+
+// State is the applied metadata. Apply runs on the metadata group's
+// goroutine; readers take snapshots through the accessor methods.
+type State struct {
+	mu        sync.RWMutex
+	brokers   map[int32]*Broker
+	topics    map[string]*Topic
+	nextGroup uint64
+	results   map[uint64]error // outcome of recent entries, by index
+	validate  Validator
+	watchers  []func(*Command)
+}
+
+// NewState returns an empty state.
+func NewState(v Validator) *State {
+	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{}, validate: v}
+}
+
+// OnApply registers fn to run after each applied command (on the metadata
+// group's goroutine; it must not block).
+func (s *State) OnApply(fn func(*Command)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchers = append(s.watchers, fn)
+}
+
+const keepResults = 4096
+
+// Apply applies committed entries (raftlog.StateMachine).
+func (s *State) Apply(ents []*pb.Entry) error {
+	var applied []*Command
+	s.mu.Lock()
+	for _, e := range ents {
+		if len(e.Data) == 0 {
+			continue
+		}
+		c, err := Decode(e.Data)
+		if err == nil {
+			err = s.applyLocked(c)
+			if err == nil {
+				applied = append(applied, c)
+			}
+		}
+		s.results[e.GetIndex()] = err
+		delete(s.results, e.GetIndex()-keepResults)
+	}
+	watchers := slices.Clone(s.watchers)
+	s.mu.Unlock()
+	for _, c := range applied {
+		for _, w := range watchers {
+			w(c)
+		}
+	}
+	return nil
+}
+
+// Result returns the outcome of the command committed at index.
+func (s *State) Result(index uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.results[index]
+}
+
+func (s *State) applyLocked(c *Command) error {
+	switch c.Op {
+	case OpRegisterBroker:
+		if c.Broker == nil || c.Broker.ID < 0 {
+			return ErrInvalid
+		}
+		b := *c.Broker
+		s.brokers[b.ID] = &b
+	case OpCreateTopic:
+		if _, ok := s.topics[c.Topic]; ok {
+			return ErrTopicExists
+		}
+		if c.Topic == "" || len(c.Replicas) == 0 {
+			return ErrInvalid
+		}
+		if s.validate != nil {
+			if err := s.validate(c.Configs); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+		t := &Topic{Name: c.Topic, ID: c.TopicID, Configs: maps.Clone(c.Configs)}
+		s.addPartitions(t, c.Replicas)
+		s.topics[c.Topic] = t
+	case OpDeleteTopic:
+		if _, ok := s.topics[c.Topic]; !ok {
+			return ErrUnknownTopic
+		}
+		delete(s.topics, c.Topic)
+	case OpAlterConfigs:
+		t, ok := s.topics[c.Topic]
+		if !ok {
+			return ErrUnknownTopic
+		}
+		next := maps.Clone(t.Configs)
+		if next == nil {
+			next = map[string]string{}
+		}
+		maps.Copy(next, c.Configs)
+		for _, k := range c.DeleteConfigKeys {
+			delete(next, k)
+		}
+		if s.validate != nil {
+			if err := s.validate(next); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+		t.Configs = next
+	case OpCreatePartitions:
+		t, ok := s.topics[c.Topic]
+		if !ok {
+			return ErrUnknownTopic
+		}
+		s.addPartitions(t, c.Replicas)
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrInvalid, c.Op)
+	}
+	return nil
+}
+
+func (s *State) addPartitions(t *Topic, replicas [][]int32) {
+	for _, r := range replicas {
+		t.Partitions = append(t.Partitions, Partition{Index: int32(len(t.Partitions)), Group: s.nextGroup, Replicas: slices.Clone(r)})
+		s.nextGroup++
+	}
+}
+
+// Brokers returns the registered brokers ordered by id.
+func (s *State) Brokers() []Broker {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Broker, 0, len(s.brokers))
+	for _, b := range s.brokers {
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Topic returns a copy of the named topic.
+func (s *State) Topic(name string) (Topic, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.topics[name]
+	if !ok {
+		return Topic{}, false
+	}
+	return copyTopic(t), true
+}
+
+// Topics returns copies of every topic ordered by name.
+func (s *State) Topics() []Topic {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Topic, 0, len(s.topics))
+	for _, t := range s.topics {
+		out = append(out, copyTopic(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func copyTopic(t *Topic) Topic {
+	c := *t
+	c.Partitions = slices.Clone(t.Partitions)
+	c.Configs = maps.Clone(t.Configs)
+	return c
+}

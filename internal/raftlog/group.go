@@ -1,0 +1,615 @@
+// Package raftlog drives Raft groups (go.etcd.io/raft/v3) over
+// internal/storage logs: one RawNode per group, one goroutine per group
+// that owns it, a Transport for messages to other nodes. A single node runs
+// single-voter groups through exactly the same code.
+//
+// The driver persists every Ready's entries and hard state (one durable
+// append) before it sends the Ready's messages, so nothing leaves the node
+// that acknowledges an entry the node does not have durably. It assigns
+// Kafka offsets when it proposes, as leader, and publishes the high
+// watermark: the end offset of the last committed entry.
+package raftlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chronik-go/chronik/internal/storage"
+)
+
+// ErrNotLeader is returned for proposals to a node that is not the group's
+// leader, or that lost leadership before the proposal committed.
+var ErrNotLeader = errors.New("raftlog: not the leader")
+
+// ErrStopped is returned once the group stopped.
+var ErrStopped = errors.New("raftlog: group stopped")
+
+// Transport carries Raft messages between nodes. Send must not block for
+// long: it queues or drops (Raft retransmits).
+type Transport interface {
+	Send(group uint64, msgs []*pb.Message)
+}
+
+// NoPeers is the transport of a single-node cluster: its groups have no
+// other voter, so they never produce a message for another node.
+type NoPeers struct{}
+
+// Send drops messages; a single-voter group sends none.
+func (NoPeers) Send(uint64, []*pb.Message) {}
+
+// StateMachine consumes a group's committed normal entries in order.
+// Apply runs on the group's goroutine.
+type StateMachine interface {
+	Apply(ents []*pb.Entry) error
+}
+
+// Config configures a Group.
+type Config struct {
+	// GroupID identifies the group across nodes.
+	GroupID uint64
+	// NodeID is this node's Raft id (non-zero).
+	NodeID uint64
+	// Voters are the group's initial voters, used only when the log is new.
+	Voters []uint64
+	Log    *storage.Log
+	// Meta derives Kafka offsets from entry data (nil: none), the same
+	// function the log was opened with.
+	Meta      storage.MetaFunc
+	Transport Transport
+	// SM receives committed entries (may be nil).
+	SM StateMachine
+	// ReplayAll re-applies the whole log at start, for state machines that
+	// keep their state only in memory (the metadata group).
+	ReplayAll bool
+	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
+	ElectionTicks, HeartbeatTicks int
+	Logger                        *slog.Logger
+}
+
+// Proposal is a request to append data as leader. Assign is called on the
+// group's goroutine with the next Kafka offset and the leader's term just
+// before the data is proposed; it patches data in place and returns how
+// many offsets the data occupies.
+type Proposal struct {
+	Data   []byte
+	Assign func(baseOffset int64, term uint64) (count int64)
+	// Durable completes the proposal when the leader has it durably in its
+	// log (Kafka acks=1) instead of when it commits (acks=all).
+	Durable bool
+
+	done   chan struct{}
+	result Result
+	index  uint64
+	term   uint64
+}
+
+// Result is the outcome of a proposal.
+type Result struct {
+	BaseOffset int64
+	Index      uint64
+	Err        error
+}
+
+// NewProposal prepares a proposal.
+func NewProposal(data []byte, assign func(int64, uint64) int64, durable bool) *Proposal {
+	return &Proposal{Data: data, Assign: assign, Durable: durable, done: make(chan struct{})}
+}
+
+// Done is closed when the result is known.
+func (p *Proposal) Done() <-chan struct{} { return p.done }
+
+// Result returns the outcome; valid after Done is closed.
+func (p *Proposal) Result() Result { return p.result }
+
+func (p *Proposal) finish(r Result) {
+	p.result = r
+	close(p.done)
+}
+
+// Status is a snapshot of a group's state.
+type Status struct {
+	Leader        uint64
+	Term          uint64
+	IsLeader      bool
+	Commit        uint64
+	Applied       uint64
+	HighWatermark int64
+}
+
+// Group drives one Raft group. Run owns the RawNode; everything else talks
+// to it through channels.
+type Group struct {
+	cfg   Config
+	log   *slog.Logger
+	props chan *Proposal
+	inbox chan *pb.Message
+	tickc chan struct{}
+
+	hw      atomic.Int64
+	status  atomic.Pointer[Status]
+	hwMu    sync.Mutex
+	hwWaitC chan struct{}
+
+	stopped chan struct{}
+	err     error
+}
+
+const (
+	proposalQueue = 4096
+	inboxQueue    = 4096
+)
+
+// NewGroup validates cfg and prepares a group; Run starts it.
+func NewGroup(cfg Config) (*Group, error) {
+	if cfg.NodeID == 0 || cfg.Log == nil {
+		return nil, errors.New("raftlog: NodeID and Log are required")
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NoPeers{}
+	}
+	if cfg.ElectionTicks == 0 {
+		cfg.ElectionTicks = 10
+	}
+	if cfg.HeartbeatTicks == 0 {
+		cfg.HeartbeatTicks = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Group{
+		cfg:     cfg,
+		log:     cfg.Logger.With("group", cfg.Log.Name()),
+		props:   make(chan *Proposal, proposalQueue),
+		inbox:   make(chan *pb.Message, inboxQueue),
+		tickc:   make(chan struct{}, 1),
+		hwWaitC: make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	g.status.Store(&Status{})
+	return g, nil
+}
+
+// ID returns the group id.
+func (g *Group) ID() uint64 { return g.cfg.GroupID }
+
+// Log returns the group's log.
+func (g *Group) Log() *storage.Log { return g.cfg.Log }
+
+// Propose queues p; it blocks while the queue is full. The result arrives
+// through p.Done.
+func (g *Group) Propose(ctx context.Context, p *Proposal) error {
+	select {
+	case g.props <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.stopped:
+		return ErrStopped
+	}
+}
+
+// ProposeWait proposes and waits for the result.
+func (g *Group) ProposeWait(ctx context.Context, p *Proposal) (Result, error) {
+	if err := g.Propose(ctx, p); err != nil {
+		return Result{}, err
+	}
+	select {
+	case <-p.Done():
+		return p.Result(), p.Result().Err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+// Step delivers a message from another node; it drops the message when the
+// inbox is full (Raft retransmits).
+func (g *Group) Step(m *pb.Message) {
+	select {
+	case g.inbox <- m:
+	default:
+	}
+}
+
+// Tick advances the group's logical clock by one tick.
+func (g *Group) Tick() {
+	select {
+	case g.tickc <- struct{}{}:
+	default:
+	}
+}
+
+// HighWatermark returns the end offset of the last committed entry.
+func (g *Group) HighWatermark() int64 { return g.hw.Load() }
+
+// HighWatermarkChanged returns a channel closed at the next change of the
+// high watermark (for long-polling readers).
+func (g *Group) HighWatermarkChanged() <-chan struct{} {
+	g.hwMu.Lock()
+	defer g.hwMu.Unlock()
+	return g.hwWaitC
+}
+
+// Status returns the group's last published state.
+func (g *Group) Status() Status { return *g.status.Load() }
+
+// Stopped is closed when Run returned.
+func (g *Group) Stopped() <-chan struct{} { return g.stopped }
+
+// Err returns why Run stopped, once Stopped is closed.
+func (g *Group) Err() error { return g.err }
+
+func (g *Group) setHW(v int64) {
+	if g.hw.Swap(v) == v {
+		return
+	}
+	g.hwMu.Lock()
+	close(g.hwWaitC)
+	g.hwWaitC = make(chan struct{})
+	g.hwMu.Unlock()
+}
+
+// runState is owned by Run's goroutine.
+type runState struct {
+	rn       *raft.RawNode
+	leader   bool
+	term     uint64
+	lead     uint64
+	commit   uint64
+	applied  uint64
+	next     int64                // next Kafka offset to assign, as leader
+	proposed []*Proposal          // proposed in this term, index not yet known, in order
+	waiting  map[uint64]*Proposal // by index, appended, awaiting commit
+	durableq []*Proposal          // acks=1 proposals awaiting their append
+}
+
+// Run drives the group until ctx ends or storage fails. On return every
+// pending proposal has been answered.
+func (g *Group) Run(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// etcd raft panics on storage errors it cannot handle.
+			err = fmt.Errorf("raftlog: group %s: raft panic: %v", g.cfg.Log.Name(), r)
+		}
+		g.err = err
+		close(g.stopped)
+		g.failQueued(err)
+	}()
+	s, err := g.start()
+	if err != nil {
+		return err
+	}
+	defer func() { g.failPending(s, err) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.tickc:
+			s.rn.Tick()
+		case m := <-g.inbox:
+			if err := s.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+				g.log.Debug("step", "err", err)
+			}
+		case p := <-g.props:
+			g.propose(s, p)
+		}
+		// Take everything else that is ready without blocking, so that one
+		// Ready (one durable append) carries as much as possible.
+		g.drain(s)
+		for s.rn.HasReady() {
+			if err := g.handleReady(ctx, s); err != nil {
+				return err
+			}
+			g.drain(s)
+		}
+	}
+}
+
+func (g *Group) drain(s *runState) {
+	for range proposalQueue {
+		select {
+		case m := <-g.inbox:
+			_ = s.rn.Step(m)
+			continue
+		case p := <-g.props:
+			g.propose(s, p)
+			continue
+		default:
+		}
+		return
+	}
+}
+
+func (g *Group) start() (*runState, error) {
+	l := g.cfg.Log
+	hs, cs, err := l.InitialState()
+	if err != nil {
+		return nil, err
+	}
+	last, _ := l.LastIndex()
+	if len(cs.GetVoters()) == 0 && raft.IsEmptyHardState(hs) && last == 0 {
+		if len(g.cfg.Voters) == 0 {
+			return nil, errors.New("raftlog: new group without voters")
+		}
+		cs = &pb.ConfState{Voters: slices.Clone(g.cfg.Voters)}
+		if err := l.SetConfState(context.Background(), 0, cs); err != nil {
+			return nil, fmt.Errorf("bootstrap conf state: %w", err)
+		}
+	}
+	applied := min(l.Applied(), hs.GetCommit())
+	if g.cfg.ReplayAll {
+		first, _ := l.FirstIndex()
+		applied = first - 1
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              g.cfg.NodeID,
+		ElectionTick:    g.cfg.ElectionTicks,
+		HeartbeatTick:   g.cfg.HeartbeatTicks,
+		Storage:         l,
+		Applied:         applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		// Kafka clients must talk to the leader; a follower answers
+		// NOT_LEADER instead of forwarding.
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{g.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: %w", err)
+	}
+	hw, err := l.EndOffsetAt(applied)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: high watermark at %d: %w", applied, err)
+	}
+	g.setHW(hw)
+	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}}
+	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID {
+		// A single voter needs no election timeout.
+		if err := rn.Campaign(); err != nil {
+			return nil, err
+		}
+	}
+	g.publish(s)
+	return s, nil
+}
+
+// propose assigns offsets and hands p to Raft, or fails it.
+func (g *Group) propose(s *runState, p *Proposal) {
+	if !s.leader || s.next < 0 {
+		p.finish(Result{Err: ErrNotLeader})
+		return
+	}
+	if len(p.Data) == 0 {
+		p.finish(Result{Err: errors.New("raftlog: empty proposal")})
+		return
+	}
+	base := s.next
+	count := int64(0)
+	if p.Assign != nil {
+		count = p.Assign(base, s.term)
+	}
+	if err := s.rn.Propose(p.Data); err != nil {
+		p.finish(Result{Err: fmt.Errorf("%w: %w", ErrNotLeader, err)})
+		return
+	}
+	s.next += count
+	p.result.BaseOffset = base
+	p.term = s.term
+	s.proposed = append(s.proposed, p)
+}
+
+func (g *Group) handleReady(ctx context.Context, s *runState) error {
+	rd := s.rn.Ready()
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
+	}
+	becameLeader := false
+	if rd.SoftState != nil {
+		wasLeader := s.leader
+		s.leader = rd.RaftState == raft.StateLeader
+		s.lead = rd.Lead
+		becameLeader = s.leader && !wasLeader
+		if wasLeader && !s.leader {
+			g.log.Info("lost leadership", "lead", rd.Lead)
+			g.failPending(s, ErrNotLeader)
+		}
+	}
+	if rd.HardState != nil {
+		s.term = rd.HardState.GetTerm()
+		s.commit = max(s.commit, rd.HardState.GetCommit())
+	}
+	// Match our proposals to the indexes Raft gave them: as leader, the
+	// non-empty normal entries of our term are exactly our proposals, in
+	// order (raft copies the data, so identity cannot be used).
+	for _, e := range rd.Entries {
+		if len(s.proposed) == 0 || len(e.Data) == 0 || e.GetType() != pb.EntryNormal || e.GetTerm() != s.proposed[0].term {
+			continue
+		}
+		{
+			p := s.proposed[0]
+			s.proposed[0] = nil
+			s.proposed = s.proposed[1:]
+			p.index = e.GetIndex()
+			p.result.Index = p.index
+			s.waiting[p.index] = p
+			if p.Durable {
+				s.durableq = append(s.durableq, p)
+			}
+		}
+	}
+	if len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
+		errc := make(chan error, 1)
+		if err := g.cfg.Log.Append(ctx, rd.Entries, rd.HardState, func(err error) { errc <- err }); err != nil {
+			return fmt.Errorf("raftlog: append: %w", err)
+		}
+		if err := <-errc; err != nil {
+			return fmt.Errorf("raftlog: append: %w", err)
+		}
+	}
+	if becameLeader {
+		s.next = g.cfg.Log.EndOffset()
+		g.log.Info("became leader", "term", s.term, "next_offset", s.next)
+	}
+	for _, p := range s.durableq {
+		if s.waiting[p.index] == p {
+			delete(s.waiting, p.index)
+			p.finish(p.result)
+		}
+	}
+	s.durableq = s.durableq[:0]
+	if len(rd.Messages) > 0 {
+		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
+	}
+	if err := g.apply(ctx, s, rd.CommittedEntries); err != nil {
+		return err
+	}
+	s.rn.Advance(rd)
+	g.publish(s)
+	return nil
+}
+
+// apply hands committed entries to the state machine, then completes their
+// proposals (so a proposer sees the state its entry produced) and moves the
+// high watermark.
+func (g *Group) apply(ctx context.Context, s *runState, ents []*pb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	hw := g.hw.Load()
+	var normal []*pb.Entry
+	flush := func() error {
+		if g.cfg.SM != nil && len(normal) > 0 {
+			if err := g.cfg.SM.Apply(normal); err != nil {
+				return fmt.Errorf("raftlog: apply: %w", err)
+			}
+		}
+		normal = normal[:0]
+		return nil
+	}
+	for _, e := range ents {
+		switch e.GetType() {
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := g.applyConfChange(ctx, s, e); err != nil {
+				return err
+			}
+			continue
+		}
+		normal = append(normal, e)
+		if g.cfg.Meta != nil && len(e.Data) > 0 {
+			m, ok, err := g.cfg.Meta(e.Data)
+			if err != nil {
+				return fmt.Errorf("raftlog: committed entry %d: %w", e.GetIndex(), err)
+			}
+			if ok && m.Count > 0 {
+				hw = m.BaseOffset + int64(m.Count)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.applied = ents[len(ents)-1].GetIndex()
+	g.cfg.Log.SetApplied(s.applied)
+	g.setHW(hw)
+	for _, e := range ents {
+		if p, ok := s.waiting[e.GetIndex()]; ok {
+			delete(s.waiting, e.GetIndex())
+			if e.GetTerm() == p.term {
+				p.finish(p.result)
+			} else {
+				p.finish(Result{Err: ErrNotLeader})
+			}
+		}
+	}
+	return nil
+}
+
+func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) error {
+	var cc pb.ConfChangeI
+	if e.GetType() == pb.EntryConfChange {
+		c := &pb.ConfChange{}
+		if err := proto.Unmarshal(e.Data, c); err != nil {
+			return err
+		}
+		cc = c
+	} else {
+		c := &pb.ConfChangeV2{}
+		if err := proto.Unmarshal(e.Data, c); err != nil {
+			return err
+		}
+		cc = c
+	}
+	cs := s.rn.ApplyConfChange(cc)
+	return g.cfg.Log.SetConfState(ctx, e.GetIndex(), cs)
+}
+
+func (g *Group) publish(s *runState) {
+	g.status.Store(&Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()})
+}
+
+// failPending answers every proposal Raft has seen but not committed.
+func (g *Group) failPending(s *runState, err error) {
+	if err == nil {
+		err = ErrStopped
+	}
+	for _, p := range s.proposed {
+		p.finish(Result{Err: err})
+	}
+	s.proposed = nil
+	for k, p := range s.waiting {
+		p.finish(Result{Err: err})
+		delete(s.waiting, k)
+	}
+	s.durableq = s.durableq[:0]
+	s.next = -1
+}
+
+// failQueued answers proposals still in the queue after Run stopped.
+func (g *Group) failQueued(err error) {
+	if err == nil {
+		err = ErrStopped
+	}
+	for {
+		select {
+		case p := <-g.props:
+			p.finish(Result{Err: err})
+		default:
+			return
+		}
+	}
+}
+
+// raftLogger adapts slog to raft.Logger.
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Debugf(format string, v ...any) { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...)) }
+func (r raftLogger) Errorf(format string, v ...any) { r.l.Error(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Info(v ...any)                  { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Infof(format string, v ...any)  { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warningf(format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...))
+}
+func (r raftLogger) Fatal(v ...any)                 { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(format string, v ...any) { panic(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Panic(v ...any)                 { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(format string, v ...any) { panic(fmt.Sprintf(format, v...)) }
+
+// tickInterval is the default length of one Raft tick.
+const tickInterval = 100 * time.Millisecond

@@ -1,0 +1,285 @@
+package raftlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chronik-go/chronik/internal/storage"
+	"github.com/chronik-go/chronik/internal/wal"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Entry data in tests: base offset (8), count (4), then filler.
+func payload(count uint32, filler int) []byte {
+	b := make([]byte, 12+filler)
+	binary.BigEndian.PutUint32(b[8:], count)
+	return b
+}
+
+func assign(data []byte) func(int64, uint64) int64 {
+	return func(base int64, _ uint64) int64 {
+		binary.BigEndian.PutUint64(data, uint64(base))
+		return int64(binary.BigEndian.Uint32(data[8:]))
+	}
+}
+
+func meta(data []byte) (storage.EntryMeta, bool, error) {
+	if len(data) < 12 {
+		return storage.EntryMeta{}, false, errors.New("short")
+	}
+	return storage.EntryMeta{BaseOffset: int64(binary.BigEndian.Uint64(data)), Count: binary.BigEndian.Uint32(data[8:]), MaxTimestamp: -1}, true, nil
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// node is one process's worth of components: committer, log, group.
+type node struct {
+	id     uint64
+	dir    string
+	c      *wal.Committer
+	log    *storage.Log
+	g      *Group
+	host   *Host
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host) *node {
+	t.Helper()
+	prof, _ := wal.ProfileByName("low")
+	c, err := wal.New(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{id: id, dir: dir, c: c, host: host}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); _ = c.Run(ctx) }()
+	n.log, err = storage.Open(dir, c, storage.Options{Meta: meta, Logger: quiet(), SegmentBytes: 32 << 10, RetentionAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: meta, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Add(n.g)
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); _ = n.g.Run(ctx) }()
+	go func() { defer n.wg.Done(); _ = host.Run(ctx) }()
+	return n
+}
+
+func (n *node) stop(t *testing.T) {
+	t.Helper()
+	n.cancel()
+	n.wg.Wait()
+	if err := n.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSingleVoterProposeAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, 1, dir, []uint64{1}, NoPeers{}, NewHost(10*time.Millisecond))
+	waitFor(t, "leadership", func() bool { return n.g.Status().IsLeader })
+
+	const writers, per = 16, 100
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				d := payload(uint32(1+(w+i)%5), 100)
+				p := NewProposal(d, assign(d), false)
+				r, err := n.g.ProposeWait(context.Background(), p)
+				if err != nil {
+					t.Errorf("propose: %v", err)
+					return
+				}
+				mu.Lock()
+				for o := r.BaseOffset; o < r.BaseOffset+int64(binary.BigEndian.Uint32(d[8:])); o++ {
+					if seen[o] {
+						t.Errorf("offset %d assigned twice", o)
+					}
+					seen[o] = true
+				}
+				mu.Unlock()
+				if hw := n.g.HighWatermark(); hw < r.BaseOffset+1 {
+					t.Errorf("acknowledged offset %d above high watermark %d", r.BaseOffset, hw)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := int64(len(seen))
+	for o := range total {
+		if !seen[o] {
+			t.Fatalf("offset %d missing: offsets are not contiguous", o)
+		}
+	}
+	if hw := n.g.HighWatermark(); hw != total {
+		t.Fatalf("high watermark %d, want %d", hw, total)
+	}
+	n.stop(t)
+
+	// Restart: the high watermark and the log come back.
+	n = startNode(t, 1, dir, []uint64{1}, NoPeers{}, NewHost(10*time.Millisecond))
+	defer n.stop(t)
+	waitFor(t, "leadership after restart", func() bool { return n.g.Status().IsLeader })
+	waitFor(t, "high watermark after restart", func() bool { return n.g.HighWatermark() == total })
+	d := payload(1, 10)
+	r, err := n.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+	if err != nil || r.BaseOffset != total {
+		t.Fatalf("first offset after restart %d (%v), want %d", r.BaseOffset, err, total)
+	}
+}
+
+// memNet routes messages between in-process hosts, encoding them as a
+// network transport would; a node can be cut off.
+type memNet struct {
+	mu    sync.Mutex
+	hosts map[uint64]*Host
+	down  map[uint64]bool
+}
+
+func (m *memNet) Send(group uint64, msgs []*pb.Message) {
+	for _, msg := range msgs {
+		m.mu.Lock()
+		h := m.hosts[msg.GetTo()]
+		cut := m.down[msg.GetTo()] || m.down[msg.GetFrom()]
+		m.mu.Unlock()
+		if h == nil || cut {
+			continue
+		}
+		b, err := proto.Marshal(msg)
+		if err != nil {
+			panic(err)
+		}
+		out := &pb.Message{}
+		if err := proto.Unmarshal(b, out); err != nil {
+			panic(err)
+		}
+		h.Deliver(group, out)
+	}
+}
+
+func (m *memNet) setDown(id uint64, down bool) {
+	m.mu.Lock()
+	m.down[id] = down
+	m.mu.Unlock()
+}
+
+func TestThreeVotersReplicateAndFailOver(t *testing.T) {
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	dirs := map[uint64]string{}
+	for _, id := range voters {
+		dirs[id] = t.TempDir()
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNode(t, id, dirs[id], voters, net, h)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+	leader := func() *node {
+		for _, n := range nodes {
+			if n.g.Status().IsLeader {
+				return n
+			}
+		}
+		return nil
+	}
+	waitFor(t, "a leader", func() bool { return leader() != nil })
+	propose := func(n *node, k int) int64 {
+		var last int64
+		for range k {
+			d := payload(2, 64)
+			r, err := n.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			if err != nil {
+				t.Fatalf("propose on leader %d: %v", n.id, err)
+			}
+			last = r.BaseOffset + 2
+		}
+		return last
+	}
+	l1 := leader()
+	end := propose(l1, 50)
+	// A follower refuses proposals.
+	for _, n := range nodes {
+		if n != l1 {
+			d := payload(1, 1)
+			if _, err := n.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("follower accepted a proposal: %v", err)
+			}
+			break
+		}
+	}
+	// Cut the leader off: the others elect a new one, which continues the
+	// offsets where the old leader's committed entries ended.
+	net.setDown(l1.id, true)
+	waitFor(t, "a new leader", func() bool { l := leader(); return l != nil && l != l1 })
+	l2 := leader()
+	first := l2.g.HighWatermark()
+	if first != end {
+		t.Fatalf("new leader's high watermark %d, committed end was %d", first, end)
+	}
+	end2 := propose(l2, 30)
+	// Heal: the old leader steps down and catches up.
+	net.setDown(l1.id, false)
+	waitFor(t, "every replica caught up", func() bool {
+		for _, n := range nodes {
+			if n.g.HighWatermark() != end2 {
+				return false
+			}
+		}
+		return true
+	})
+	// Every replica holds the same log.
+	ref, _ := l2.log.LastIndex()
+	for _, n := range nodes {
+		last, _ := n.log.LastIndex()
+		if last != ref {
+			t.Fatalf("node %d last index %d, leader %d", n.id, last, ref)
+		}
+		for i := uint64(1); i <= last; i++ {
+			a, _ := n.log.Term(i)
+			b, _ := l2.log.Term(i)
+			if a != b {
+				t.Fatalf("node %d term at %d differs", n.id, i)
+			}
+		}
+	}
+}
