@@ -290,6 +290,15 @@ func (g *Group) Run(ctx context.Context) (err error) {
 	}
 	defer func() { g.failPending(s, err) }()
 	for {
+		// Take everything that is ready without blocking, so that one Ready
+		// (one durable append) carries as much as possible.
+		g.drain(s)
+		for s.rn.HasReady() {
+			if err := g.handleReady(ctx, s); err != nil {
+				return err
+			}
+			g.drain(s)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -301,15 +310,6 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			}
 		case p := <-g.props:
 			g.propose(s, p)
-		}
-		// Take everything else that is ready without blocking, so that one
-		// Ready (one durable append) carries as much as possible.
-		g.drain(s)
-		for s.rn.HasReady() {
-			if err := g.handleReady(ctx, s); err != nil {
-				return err
-			}
-			g.drain(s)
 		}
 	}
 }
@@ -426,8 +426,8 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		}
 	}
 	if rd.HardState != nil {
-		s.term = rd.HardState.GetTerm()
-		s.commit = max(s.commit, rd.HardState.GetCommit())
+		s.term = rd.GetTerm()
+		s.commit = max(s.commit, rd.GetCommit())
 	}
 	// Match our proposals to the indexes Raft gave them: as leader, the
 	// non-empty normal entries of our term are exactly our proposals, in

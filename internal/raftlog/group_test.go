@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,12 @@ import (
 	"github.com/chronik-go/chronik/internal/wal"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashChildEnv); dir != "" {
+		crashChild(dir) // never returns: the parent kills it
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // Entry data in tests: base offset (8), count (4), then filler.
 func payload(count uint32, filler int) []byte {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -420,12 +419,4 @@ func (l *Log) checkpointLocked() error {
 	}
 	l.ckpt = st
 	return nil
-}
-
-// firstSegmentIndex returns the position of the segment holding offset, for
-// tests and diagnostics.
-func (l *Log) firstSegmentIndex(offset int64) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return sort.Search(len(l.segs), func(i int) bool { return l.segs[i].endOffset > offset })
 }

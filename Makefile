@@ -1,0 +1,52 @@
+# Chronik — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/chronik
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOLANGCI_VERSION := v2.15.0
+GOBIN := $(shell $(GO) env GOPATH)/bin
+FUZZTIME ?= 60s
+FUZZTIME_TEST ?= 4s
+BENCHTIME ?= 2s
+
+.PHONY: help build run test test-unit test-crash test-fuzz lint bench fuzz clean tools
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/chronik
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/chronik
+
+run: build ## start a standalone broker with data in ./data
+	./$(BIN) server --data-dir ./data
+
+test: tools ## everything CI runs: vet, lint, unit tests (race), crash tests, brief fuzzing
+	$(GO) vet ./...
+	$(GOBIN)/golangci-lint run ./...
+	$(MAKE) test-unit test-crash test-fuzz
+
+test-unit: ## unit and integration tests with the race detector
+	$(GO) test -race -count=1 -skip '^TestCrash' ./...
+
+test-crash: ## kill -9 crash tests (TestCrash*)
+	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
+
+test-fuzz: ## run every fuzz target briefly ($(FUZZTIME_TEST) each)
+	FUZZTIME=$(FUZZTIME_TEST) ./scripts/fuzz-all.sh
+
+fuzz: ## run every fuzz target for $(FUZZTIME) each
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-all.sh
+
+bench: ## Go benchmarks of the hot paths, then the storage report (docs/PERFORMANCE.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/...
+
+lint: tools ## golangci-lint
+	$(GOBIN)/golangci-lint run ./...
+
+tools: ## install the tools the tests need
+	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q $(GOLANGCI_VERSION:v%=%) || \
+		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+clean: ## remove build output (not ./data)
+	rm -rf bin

@@ -1,0 +1,97 @@
+// Command chronik is the Chronik broker and its tools in one binary.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "chronik",
+		Short:         "Chronik: a Kafka-compatible streaming platform",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServer(), newVersion())
+	return root
+}
+
+func newServer() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "server",
+		Aliases: []string{"start"},
+		Short:   "Run a broker (standalone by default, data in ./data)",
+		Long: `Run a Chronik broker.
+
+Every setting can be given as a flag, as an environment variable or as a key
+in a TOML config file (--config). Precedence: flag, then environment, then
+config file, then the default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Resolve(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("starting chronik", "version", buildVersion(), "node_id", cfg.NodeID, "data_dir", cfg.DataDir)
+			return server.New(cfg, log).Run(ctx)
+		},
+	}
+	config.Flags(cmd.Flags())
+	return cmd
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "chronik", buildVersion())
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

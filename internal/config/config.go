@@ -1,0 +1,355 @@
+// Package config is the one source of truth for the broker's settings: each
+// setting has a flag, a CHRONIK_* environment variable and a key in the
+// optional TOML config file, resolved with one precedence order
+// (flag > environment > file > default) and validated with messages that
+// name the setting. It must never read settings from anywhere else.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+
+	"github.com/chronik-go/chronik/internal/wal"
+)
+
+// Config holds the resolved settings of `chronik server`.
+type Config struct {
+	ConfigFile string
+
+	DataDir   string
+	NodeID    int32
+	Bind      string // host:port of the Kafka listener
+	Advertise string // host:port given to clients
+	Metrics   string // host:port of /metrics, /healthz, /readyz
+
+	WALProfile     string
+	ProduceProfile string
+
+	LogLevel  string
+	LogFormat string
+
+	NumPartitions         int32
+	AutoCreateTopics      bool
+	RetentionMs           int64
+	RetentionBytes        int64
+	SegmentBytes          int64
+	SegmentMs             int64
+	SocketRequestMaxBytes int32
+}
+
+// setting describes one configurable value.
+type setting struct {
+	key   string // config file key (Kafka's broker config name where one exists)
+	flag  string
+	short string
+	env   []string // first is canonical; others are the original's aliases
+	def   string
+	usage string
+	set   func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{key: "data.dir", flag: "data-dir", short: "d", env: []string{"CHRONIK_DATA_DIR"}, def: "./data", usage: "data directory",
+			set: func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+		{key: "node.id", flag: "node-id", env: []string{"CHRONIK_NODE_ID"}, def: "1", usage: "this broker's node id (Kafka broker id)",
+			set: func(c *Config, v string) error { return parseInt32(v, 0, 1<<30, &c.NodeID) }},
+		{key: "bind", flag: "bind", env: []string{"CHRONIK_BIND"}, def: "0.0.0.0:9092", usage: "Kafka listener address, host or host:port (port 9092 if omitted)",
+			set: func(c *Config, v string) error { a, err := hostPort(v, 9092); c.Bind = a; return err }},
+		{key: "advertise", flag: "advertise", env: []string{"CHRONIK_ADVERTISE", "CHRONIK_ADVERTISED_ADDR"}, def: "", usage: "address given to clients, host[:port] (default: the bind address, localhost for 0.0.0.0)",
+			set: func(c *Config, v string) error { c.Advertise = v; return nil }},
+		{key: "metrics.bind", flag: "metrics-bind", env: []string{"CHRONIK_METRICS_BIND"}, def: "0.0.0.0:13092", usage: "address of /metrics, /healthz and /readyz (one port in every mode)",
+			set: func(c *Config, v string) error { a, err := hostPort(v, 13092); c.Metrics = a; return err }},
+		{key: "wal.profile", flag: "wal-profile", env: []string{"CHRONIK_WAL_PROFILE"}, def: wal.DefaultProfile, usage: "group-commit profile: " + strings.Join(wal.ProfileNames(), "|"),
+			set: func(c *Config, v string) error {
+				p, err := wal.ProfileByName(v)
+				c.WALProfile = p.Name
+				return err
+			}},
+		{key: "produce.profile", flag: "produce-profile", env: []string{"CHRONIK_PRODUCE_PROFILE"}, def: "low-latency", usage: "in-flight produce memory: low-latency (16 MiB)|balanced (32 MiB)|high-throughput (128 MiB)|extreme (512 MiB)",
+			set: func(c *Config, v string) error {
+				n, err := ProduceProfileName(v)
+				c.ProduceProfile = n
+				return err
+			}},
+		{key: "log.level", flag: "log-level", short: "l", env: []string{"CHRONIK_LOG_LEVEL"}, def: "info", usage: "debug|info|warn|error",
+			set: func(c *Config, v string) error {
+				c.LogLevel = strings.ToLower(v)
+				return oneOf(c.LogLevel, "debug", "info", "warn", "error")
+			}},
+		{key: "log.format", flag: "log-format", env: []string{"CHRONIK_LOG_FORMAT"}, def: "text", usage: "text|json",
+			set: func(c *Config, v string) error {
+				c.LogFormat = strings.ToLower(v)
+				return oneOf(c.LogFormat, "text", "json")
+			}},
+		{key: "num.partitions", flag: "num-partitions", env: []string{"CHRONIK_NUM_PARTITIONS"}, def: "1", usage: "partitions of auto-created topics",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<20, &c.NumPartitions) }},
+		{key: "auto.create.topics.enable", flag: "auto-create-topics", env: []string{"CHRONIK_AUTO_CREATE_TOPICS"}, def: "true", usage: "create unknown topics on produce and metadata requests",
+			set: func(c *Config, v string) error { b, err := strconv.ParseBool(v); c.AutoCreateTopics = b; return err }},
+		{key: "log.retention.ms", flag: "retention-ms", env: []string{"CHRONIK_RETENTION_MS"}, def: "604800000", usage: "default retention.ms of topics (-1: forever)",
+			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionMs) }},
+		{key: "log.retention.bytes", flag: "retention-bytes", env: []string{"CHRONIK_RETENTION_BYTES"}, def: "-1", usage: "default retention.bytes of topic partitions (-1: no limit)",
+			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionBytes) }},
+		{key: "log.segment.bytes", flag: "segment-bytes", env: []string{"CHRONIK_SEGMENT_BYTES", "CHRONIK_WAL_ROTATION_SIZE"}, def: "1073741824", usage: "default segment.bytes (KB/MB/GB suffixes accepted)",
+			set: func(c *Config, v string) error { return parseSize(v, 14, 1<<31-1, &c.SegmentBytes) }},
+		{key: "log.roll.ms", flag: "segment-ms", env: []string{"CHRONIK_SEGMENT_MS"}, def: "604800000", usage: "default segment.ms: roll a segment older than this",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<62, &c.SegmentMs) }},
+		{key: "socket.request.max.bytes", flag: "socket-request-max-bytes", env: []string{"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, def: "104857600", usage: "largest request frame accepted",
+			set: func(c *Config, v string) error { return parseInt32(v, 1024, 1<<31-1, &c.SocketRequestMaxBytes) }},
+	}
+}
+
+// Flags registers every setting on fs; Resolve reads them back.
+func Flags(fs *pflag.FlagSet) {
+	fs.StringP("config", "c", "", "TOML config file (env CHRONIK_CONFIG); keys as listed in docs/CONFIG.md")
+	for _, s := range settings() {
+		fs.StringP(s.flag, s.short, s.def, s.usage+" (env "+strings.Join(s.env, ", ")+")")
+	}
+}
+
+// Resolve builds the configuration from flags, the environment (getenv)
+// and the config file, in that precedence, and validates it.
+func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	file := ""
+	if f := fs.Lookup("config"); f != nil && f.Changed {
+		file = f.Value.String()
+	} else if v := getenv("CHRONIK_CONFIG"); v != "" {
+		file = v
+	}
+	values := map[string]string{}
+	if file != "" {
+		var err error
+		if values, err = readFile(file); err != nil {
+			return nil, err
+		}
+	}
+	c.ConfigFile = file
+	known := map[string]bool{}
+	for _, s := range settings() {
+		known[s.key] = true
+		v, from := s.def, "default"
+		if fv, ok := values[s.key]; ok {
+			v, from = fv, "config file key "+s.key
+		}
+		for i := len(s.env) - 1; i >= 0; i-- {
+			if ev := getenv(s.env[i]); ev != "" {
+				v, from = ev, "environment variable "+s.env[i]
+			}
+		}
+		if f := fs.Lookup(s.flag); f != nil && f.Changed {
+			v, from = f.Value.String(), "flag --"+s.flag
+		}
+		if err := s.set(c, strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("invalid %s (%s = %q): %w", s.key, from, v, err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if !known[k] {
+			return nil, fmt.Errorf("config file %s: unknown key %q", file, k)
+		}
+	}
+	if c.Advertise == "" {
+		host, port, _ := net.SplitHostPort(c.Bind)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.Advertise = net.JoinHostPort(host, port)
+	} else {
+		a, err := hostPort(c.Advertise, portOf(c.Bind))
+		if err != nil {
+			return nil, fmt.Errorf("invalid advertise %q: %w", c.Advertise, err)
+		}
+		c.Advertise = a
+	}
+	return c, c.Validate()
+}
+
+// Validate checks relations between settings.
+func (c *Config) Validate() error {
+	if c.SegmentBytes < 4096 {
+		// Kafka's floor is 14 bytes; ours must hold a header and a frame.
+		return fmt.Errorf("invalid log.segment.bytes %d: must be at least 4096", c.SegmentBytes)
+	}
+	return nil
+}
+
+// ProduceProfileBytes returns the in-flight produce memory of a profile.
+func ProduceProfileBytes(name string) int64 {
+	switch name {
+	case "balanced":
+		return 32 << 20
+	case "high-throughput":
+		return 128 << 20
+	case "extreme":
+		return 512 << 20
+	}
+	return 16 << 20
+}
+
+// ProduceProfileName canonicalises a produce profile name (the original's
+// aliases accepted).
+func ProduceProfileName(v string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "low-latency", "low", "realtime":
+		return "low-latency", nil
+	case "balanced", "medium":
+		return "balanced", nil
+	case "high-throughput", "high", "bulk":
+		return "high-throughput", nil
+	case "extreme", "max", "ultra":
+		return "extreme", nil
+	}
+	return "", errors.New("want low-latency, balanced, high-throughput or extreme")
+}
+
+func readFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	var raw map[string]any
+	if _, err := toml.Decode(string(b), &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	out := map[string]string{}
+	var flatten func(prefix string, m map[string]any) error
+	flatten = func(prefix string, m map[string]any) error {
+		for k, v := range m {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			switch v := v.(type) {
+			case map[string]any:
+				if err := flatten(key, v); err != nil {
+					return err
+				}
+			case string:
+				out[key] = v
+			case int64, bool, float64:
+				out[key] = fmt.Sprint(v)
+			default:
+				return fmt.Errorf("config file %s: key %q has an unsupported value", path, key)
+			}
+		}
+		return nil
+	}
+	return out, flatten("", raw)
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func oneOf(v string, options ...string) error {
+	if slices.Contains(options, v) {
+		return nil
+	}
+	return fmt.Errorf("want one of %s", strings.Join(options, ", "))
+}
+
+func parseInt32(v string, lo, hi int64, dst *int32) error {
+	var x int64
+	if err := parseInt64(v, lo, hi, &x); err != nil {
+		return err
+	}
+	*dst = int32(x)
+	return nil
+}
+
+func parseInt64(v string, lo, hi int64, dst *int64) error {
+	x, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	if x < lo || x > hi {
+		return fmt.Errorf("out of range [%d, %d]", lo, hi)
+	}
+	*dst = x
+	return nil
+}
+
+// parseSize accepts a byte count with an optional KB/MB/GB (powers of 1024)
+// suffix, as the original's CHRONIK_WAL_ROTATION_SIZE did.
+func parseSize(v string, lo, hi int64, dst *int64) error {
+	u := strings.ToUpper(strings.TrimSpace(v))
+	mult := int64(1)
+	for _, s := range []struct {
+		suffix string
+		m      int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(u, s.suffix) {
+			u, mult = strings.TrimSpace(strings.TrimSuffix(u, s.suffix)), s.m
+			break
+		}
+	}
+	x, err := strconv.ParseInt(u, 10, 64)
+	if err != nil {
+		return errors.New("not a size")
+	}
+	x *= mult
+	if x < lo || x > hi {
+		return fmt.Errorf("out of range [%d, %d]", lo, hi)
+	}
+	*dst = x
+	return nil
+}
+
+func hostPort(v string, defPort int) (string, error) {
+	if v == "" {
+		return "", errors.New("must not be empty")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		host, port = v, strconv.Itoa(defPort)
+		if strings.Count(v, ":") > 1 && !strings.HasPrefix(v, "[") {
+			host = v // bare IPv6
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", fmt.Errorf("bad port %q", port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func portOf(hp string) int {
+	_, p, _ := net.SplitHostPort(hp)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Retention is log.retention.ms as a duration (-1: forever).
+func (c *Config) Retention() time.Duration {
+	if c.RetentionMs < 0 {
+		return -1
+	}
+	return time.Duration(c.RetentionMs) * time.Millisecond
+}
+
+// SegmentAge is segment.ms as a duration.
+func (c *Config) SegmentAge() time.Duration { return time.Duration(c.SegmentMs) * time.Millisecond }
+
+// Settings documents every setting: key, flag, environment variables and
+// default, for --help and docs/CONFIG.md.
+func Settings() [][4]string {
+	var out [][4]string
+	for _, s := range settings() {
+		out = append(out, [4]string{s.key, "--" + s.flag, strings.Join(s.env, ", "), s.def})
+	}
+	return out
+}

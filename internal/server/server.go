@@ -1,0 +1,324 @@
+// Package server assembles a Chronik node: the group committer, the
+// metadata Raft group, one Raft group per local partition, and (in later
+// layers) the Kafka listener and the metrics endpoint. It owns start-up
+// order, readiness and shutdown order; it must never hold protocol logic.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/lifecycle"
+	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/raftlog"
+	"github.com/chronik-go/chronik/internal/records"
+	"github.com/chronik-go/chronik/internal/storage"
+	"github.com/chronik-go/chronik/internal/wal"
+)
+
+// metaLogName is the directory of the metadata group's log.
+const metaLogName = "__chronik_metadata-0"
+
+// Partition is a local replica of one topic partition.
+type Partition struct {
+	Topic string
+	Index int32
+	Group *raftlog.Group
+	Log   *storage.Log
+}
+
+// Server is one Chronik node.
+type Server struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	committer *wal.Committer
+	host      *raftlog.Host
+	meta      *meta.State
+	metaGroup *raftlog.Group
+	metaLog   *storage.Log
+
+	infra  *lifecycle.Tasks // committer: stops last
+	groups *lifecycle.Tasks // raft groups and background jobs: stop first
+
+	mu      sync.RWMutex
+	parts   map[string]*Partition // by log name
+	offline map[string]error
+
+	ready atomic.Bool
+}
+
+// New prepares a server; Run starts it.
+func New(cfg *config.Config, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, log: log, parts: map[string]*Partition{}, offline: map[string]error{}}
+}
+
+// PartitionMeta is the storage.MetaFunc of data partitions.
+func PartitionMeta(data []byte) (storage.EntryMeta, bool, error) {
+	base, count, maxTs, ok, err := records.EntryMeta(data)
+	return storage.EntryMeta{BaseOffset: base, Count: count, MaxTimestamp: maxTs}, ok, err
+}
+
+// Ready reports whether storage is recovered and the node serves.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Run starts the node and blocks until ctx ends, then shuts down in order:
+// Raft groups, then logs (waiting for their pending writes), then the
+// committer.
+func (s *Server) Run(ctx context.Context) error {
+	start := time.Now()
+	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDataDir(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	prof, err := wal.ProfileByName(s.cfg.WALProfile)
+	if err != nil {
+		return err
+	}
+	if s.committer, err = wal.New(prof); err != nil {
+		return err
+	}
+	s.infra = lifecycle.New(context.Background(), s.log)
+	s.infra.Go("wal-committer", true, s.committer.Run)
+	defer func() { _ = s.infra.Stop() }()
+	s.groups = lifecycle.New(ctx, s.log)
+	defer s.shutdown()
+
+	s.host = raftlog.NewHost(0)
+	s.groups.Go("raft-ticker", true, s.host.Run)
+	if err := s.startMeta(); err != nil {
+		return err
+	}
+	if err := s.openPartitions(); err != nil {
+		return err
+	}
+	s.groups.Go("checkpointer", false, s.checkpointLoop)
+	s.groups.Go("retention", false, s.retentionLoop)
+
+	var bytes int64
+	s.mu.RLock()
+	for _, p := range s.parts {
+		bytes += p.Log.Size()
+	}
+	n, off := len(s.parts), len(s.offline)
+	s.mu.RUnlock()
+	s.log.Info("storage recovered", "data_dir", s.cfg.DataDir, "partitions", n, "offline", off, "bytes", bytes,
+		"wal_profile", prof.Name, "took", time.Since(start).Round(time.Millisecond))
+	s.ready.Store(true)
+	<-s.groups.Context().Done()
+	s.ready.Store(false)
+	s.log.Info("shutting down")
+	return nil
+}
+
+func (s *Server) shutdown() {
+	_ = s.groups.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, p := range s.parts {
+		if err := p.Log.Close(); err != nil {
+			s.log.Error("close log", "log", name, "err", err)
+		}
+	}
+	if s.metaLog != nil {
+		if err := s.metaLog.Close(); err != nil {
+			s.log.Error("close metadata log", "err", err)
+		}
+	}
+}
+
+func (s *Server) logOptions() storage.Options {
+	return storage.Options{Logger: s.log, RetentionAge: -1, RetentionBytes: -1}
+}
+
+// startMeta opens the metadata group, replays it and registers this broker.
+func (s *Server) startMeta() error {
+	var err error
+	s.metaLog, err = storage.Open(filepath.Join(s.cfg.DataDir, "logs", metaLogName), s.committer, s.logOptions())
+	if err != nil {
+		return fmt.Errorf("metadata log: %w", err)
+	}
+	s.meta = meta.NewState(nil)
+	s.metaGroup, err = raftlog.NewGroup(raftlog.Config{
+		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: []uint64{uint64(s.cfg.NodeID)},
+		Log: s.metaLog, SM: s.meta, ReplayAll: true, Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.host.Add(s.metaGroup)
+	s.groups.Go("raft-metadata", true, s.metaGroup.Run)
+	ctx, cancel := context.WithTimeout(s.groups.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.waitCaughtUp(ctx, s.metaGroup); err != nil {
+		return fmt.Errorf("metadata group: %w", err)
+	}
+	host, portStr, _ := net.SplitHostPort(s.cfg.Advertise)
+	port, _ := strconv.Atoi(portStr)
+	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port)}
+	for _, b := range s.meta.Brokers() {
+		if b == want {
+			return nil
+		}
+	}
+	_, err = s.ProposeMeta(ctx, &meta.Command{Op: meta.OpRegisterBroker, Broker: &want})
+	return err
+}
+
+// waitCaughtUp waits until g leads and has applied everything committed.
+func (s *Server) waitCaughtUp(ctx context.Context, g *raftlog.Group) error {
+	for {
+		st := g.Status()
+		if st.IsLeader && st.Applied >= st.Commit {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.Stopped():
+			return g.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// ProposeMeta commits a metadata command and returns its outcome.
+func (s *Server) ProposeMeta(ctx context.Context, c *meta.Command) (uint64, error) {
+	b, err := meta.Encode(c)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.metaGroup.ProposeWait(ctx, raftlog.NewProposal(b, nil, false))
+	if err != nil {
+		return 0, err
+	}
+	return r.Index, s.meta.Result(r.Index)
+}
+
+// Meta returns the metadata state.
+func (s *Server) Meta() *meta.State { return s.meta }
+
+func partitionLogName(topic string, index int32) string { return fmt.Sprintf("%s-%d", topic, index) }
+
+// openPartitions opens a log and starts a group for every local partition.
+// A corrupt log is reported offline; the others serve.
+func (s *Server) openPartitions() error {
+	for _, t := range s.meta.Topics() {
+		for _, p := range t.Partitions {
+			if err := s.openPartition(t, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Server) openPartition(t meta.Topic, p meta.Partition) error {
+	name := partitionLogName(t.Name, p.Index)
+	opts := s.logOptions()
+	opts.Meta = PartitionMeta
+	opts.SegmentBytes = s.cfg.SegmentBytes
+	opts.SegmentAge = s.cfg.SegmentAge()
+	opts.RetentionAge = s.cfg.Retention()
+	opts.RetentionBytes = s.cfg.RetentionBytes
+	l, err := storage.Open(filepath.Join(s.cfg.DataDir, "logs", name), s.committer, opts)
+	if err != nil {
+		if errors.Is(err, storage.ErrCorrupt) {
+			s.log.Error("partition offline: its log is corrupt", "partition", name, "err", err)
+			s.mu.Lock()
+			s.offline[name] = err
+			s.mu.Unlock()
+			return nil
+		}
+		return fmt.Errorf("partition %s: %w", name, err)
+	}
+	voters := make([]uint64, len(p.Replicas))
+	for i, r := range p.Replicas {
+		voters[i] = uint64(r)
+	}
+	g, err := raftlog.NewGroup(raftlog.Config{GroupID: p.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l, Meta: PartitionMeta, Logger: s.log})
+	if err != nil {
+		_ = l.Close()
+		return err
+	}
+	s.host.Add(g)
+	s.groups.Go("raft-"+name, false, g.Run)
+	s.mu.Lock()
+	s.parts[name] = &Partition{Topic: t.Name, Index: p.Index, Group: g, Log: l}
+	s.mu.Unlock()
+	return nil
+}
+
+// checkpointLoop checkpoints changed logs every 10 s.
+func (s *Server) checkpointLoop(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, l := range s.logs() {
+			if err := l.Checkpoint(); err != nil {
+				s.log.Warn("checkpoint", "log", l.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// retentionLoop applies retention every 5 minutes (Kafka's
+// log.retention.check.interval.ms).
+func (s *Server) retentionLoop(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, l := range s.logs() {
+			if n, err := l.EnforceRetention(); err != nil {
+				s.log.Warn("retention", "log", l.Name(), "err", err)
+			} else if n > 0 {
+				s.log.Info("retention deleted segments", "log", l.Name(), "segments", n)
+			}
+		}
+	}
+}
+
+func (s *Server) logs() []*storage.Log {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := []*storage.Log{s.metaLog}
+	for _, p := range s.parts {
+		out = append(out, p.Log)
+	}
+	return out
+}
+
+// Offline returns the partitions that could not be opened and why.
+func (s *Server) Offline() map[string]error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]error, len(s.offline))
+	for k, v := range s.offline {
+		out[k] = v
+	}
+	return out
+}
