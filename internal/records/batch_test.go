@@ -27,7 +27,9 @@ func makeBatch(base int64, n int, ts int64) []byte {
 	return out
 }
 
-func putBE32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+func putBE32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
 
 func TestHeaderPatchAndMeta(t *testing.T) {
 	b := makeBatch(0, 3, 1000)
