@@ -71,6 +71,10 @@ type Config struct {
 	// ReplayAll re-applies the whole log at start, for state machines that
 	// keep their state only in memory (the metadata group).
 	ReplayAll bool
+	// MaxInflightAppends bounds the appends a group has waiting for
+	// durability (default 2): one being fsynced while the next collects
+	// proposals. More means more, smaller appends per round.
+	MaxInflightAppends int
 	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
 	ElectionTicks, HeartbeatTicks int
 	Logger                        *slog.Logger
@@ -140,8 +144,21 @@ type Group struct {
 	hwMu    sync.Mutex
 	hwWaitC chan struct{}
 
+	// Completed local appends, queued by committer goroutines and consumed
+	// by Run.
+	localMu sync.Mutex
+	local   []appendDone
+	localc  chan struct{}
+
 	stopped chan struct{}
 	err     error
+}
+
+// appendDone is a completed MsgStorageAppend.
+type appendDone struct {
+	m    *pb.Message
+	last uint64 // last entry index in the append (0 if none)
+	err  error
 }
 
 const (
@@ -160,6 +177,9 @@ func NewGroup(cfg Config) (*Group, error) {
 	if cfg.ElectionTicks == 0 {
 		cfg.ElectionTicks = 10
 	}
+	if cfg.MaxInflightAppends == 0 {
+		cfg.MaxInflightAppends = 2
+	}
 	if cfg.HeartbeatTicks == 0 {
 		cfg.HeartbeatTicks = 1
 	}
@@ -172,6 +192,7 @@ func NewGroup(cfg Config) (*Group, error) {
 		props:   make(chan *Proposal, proposalQueue),
 		inbox:   make(chan *pb.Message, inboxQueue),
 		tickc:   make(chan struct{}, 1),
+		localc:  make(chan struct{}, 1),
 		hwWaitC: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -270,6 +291,7 @@ type runState struct {
 	proposed []*Proposal          // proposed in this term, index not yet known, in order
 	waiting  map[uint64]*Proposal // by index, appended, awaiting commit
 	durableq []*Proposal          // acks=1 proposals awaiting their append
+	inflight int                  // appends submitted, not yet durable
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -293,7 +315,7 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		// Take everything that is ready without blocking, so that one Ready
 		// (one durable append) carries as much as possible.
 		g.drain(s)
-		for s.rn.HasReady() {
+		for s.inflight < g.cfg.MaxInflightAppends && s.rn.HasReady() {
 			if err := g.handleReady(ctx, s); err != nil {
 				return err
 			}
@@ -310,8 +332,50 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			}
 		case p := <-g.props:
 			g.propose(s, p)
+		case <-g.localc:
+		}
+		if err := g.takeLocal(s); err != nil {
+			return err
 		}
 	}
+}
+
+// takeLocal steps the responses of appends that became durable.
+func (g *Group) takeLocal(s *runState) error {
+	g.localMu.Lock()
+	done := g.local
+	g.local = nil
+	g.localMu.Unlock()
+	for _, d := range done {
+		s.inflight--
+		if d.err != nil {
+			return fmt.Errorf("raftlog: append: %w", d.err)
+		}
+		var remote []*pb.Message
+		for _, r := range d.m.GetResponses() {
+			if r.GetTo() == g.cfg.NodeID {
+				if err := s.rn.Step(r); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+					g.log.Debug("step local response", "err", err)
+				}
+			} else {
+				remote = append(remote, r)
+			}
+		}
+		if len(remote) > 0 {
+			g.cfg.Transport.Send(g.cfg.GroupID, remote)
+		}
+		// acks=1: the leader has the entry durably in its log.
+		for len(s.durableq) > 0 && s.durableq[0].index <= d.last {
+			p := s.durableq[0]
+			s.durableq[0] = nil
+			s.durableq = s.durableq[1:]
+			if s.waiting[p.index] == p {
+				delete(s.waiting, p.index)
+				p.finish(p.result)
+			}
+		}
+	}
+	return nil
 }
 
 func (g *Group) drain(s *runState) {
@@ -359,6 +423,8 @@ func (g *Group) start() (*runState, error) {
 		MaxSizePerMsg:   1 << 20,
 		MaxInflightMsgs: 256,
 		CheckQuorum:     true,
+		// Appends complete asynchronously (see handleReady).
+		AsyncStorageWrites: true,
 		PreVote:         true,
 		// Kafka clients must talk to the leader; a follower answers
 		// NOT_LEADER instead of forwarding.
@@ -448,34 +514,70 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 			}
 		}
 	}
-	if len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
-		errc := make(chan error, 1)
-		if err := g.cfg.Log.Append(ctx, rd.Entries, rd.HardState, func(err error) { errc <- err }); err != nil {
-			return fmt.Errorf("raftlog: append: %w", err)
-		}
-		if err := <-errc; err != nil {
-			return fmt.Errorf("raftlog: append: %w", err)
+	// Asynchronous storage writes: appends go to the committer and their
+	// responses (including messages that acknowledge the entries to other
+	// nodes) are stepped only once durable, in takeLocal; meanwhile this
+	// goroutine goes on proposing, so every group has data in every round.
+	var remote []*pb.Message
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			if err := g.storageAppend(ctx, m); err != nil {
+				return err
+			}
+			s.inflight++
+		case raft.LocalApplyThread:
+			if err := g.apply(ctx, s, m.GetEntries()); err != nil {
+				return err
+			}
+			for _, r := range m.GetResponses() {
+				if err := s.rn.Step(r); err != nil {
+					return fmt.Errorf("raftlog: step apply response: %w", err)
+				}
+			}
+		default:
+			remote = append(remote, m)
 		}
 	}
+	if len(remote) > 0 {
+		g.cfg.Transport.Send(g.cfg.GroupID, remote)
+	}
 	if becameLeader {
+		// Everything in the log up to the leader's no-op is submitted: the
+		// next offset follows the log's end.
 		s.next = g.cfg.Log.EndOffset()
 		g.log.Info("became leader", "term", s.term, "next_offset", s.next)
 	}
-	for _, p := range s.durableq {
-		if s.waiting[p.index] == p {
-			delete(s.waiting, p.index)
-			p.finish(p.result)
-		}
-	}
-	s.durableq = s.durableq[:0]
-	if len(rd.Messages) > 0 {
-		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
-	}
-	if err := g.apply(ctx, s, rd.CommittedEntries); err != nil {
-		return err
-	}
-	s.rn.Advance(rd)
 	g.publish(s)
+	return nil
+}
+
+// storageAppend submits a MsgStorageAppend to the log; its completion is
+// queued for takeLocal.
+func (g *Group) storageAppend(ctx context.Context, m *pb.Message) error {
+	if !raft.IsEmptySnap(m.GetSnapshot()) {
+		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
+	}
+	var hs *pb.HardState
+	if m.Term != nil {
+		hs = &pb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}
+	}
+	var last uint64
+	if n := len(m.GetEntries()); n > 0 {
+		last = m.GetEntries()[n-1].GetIndex()
+	}
+	err := g.cfg.Log.Append(ctx, m.GetEntries(), hs, func(err error) {
+		g.localMu.Lock()
+		g.local = append(g.local, appendDone{m: m, last: last, err: err})
+		g.localMu.Unlock()
+		select {
+		case g.localc <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: append: %w", err)
+	}
 	return nil
 }
 

@@ -163,6 +163,8 @@ type Log struct {
 	closed  bool
 	// damaged is the first corruption found by a read after open.
 	damaged error
+	// hsDirty says cur.hs holds a commit index not yet written in a frame.
+	hsDirty bool
 	// ckpt is the last checkpoint written (pos 0: none); gen counts rolls,
 	// truncations and synchronous checkpoints, to invalidate background ones.
 	ckpt tailState
@@ -311,7 +313,21 @@ func (l *Log) prepare(ents []*pb.Entry, hs *pb.HardState, upd *stateUpdate, done
 			}
 		}
 	}
-	writeHS := hs != nil && (hs.GetTerm() != l.cur.hs.term || hs.GetVote() != l.cur.hs.vote || hs.GetCommit() != l.cur.hs.commit)
+	hsf := l.cur.hs
+	if hs != nil {
+		hsf = hardStateFrame{term: hs.GetTerm(), vote: hs.GetVote(), commit: hs.GetCommit(), applied: min(l.applied, hs.GetCommit())}
+	}
+	changed := hs != nil && (hsf.term != l.cur.hs.term || hsf.vote != l.cur.hs.vote || hsf.commit != l.cur.hs.commit)
+	if changed && len(ents) == 0 && upd == nil && hsf.term == l.cur.hs.term && hsf.vote == l.cur.hs.vote {
+		// Only the commit index moved (raft's MustSync is false): keep it in
+		// memory and write it with the next append, a roll, a checkpoint or
+		// close. A commit index that is older after a crash is safe; Raft
+		// learns it again.
+		l.cur.hs = hsf
+		l.hsDirty = true
+		return nil, nil
+	}
+	writeHS := changed || l.hsDirty && (len(ents) > 0 || upd != nil)
 	if len(ents) == 0 && !writeHS && upd == nil {
 		return nil, nil
 	}
@@ -352,7 +368,7 @@ func (l *Log) prepare(ents []*pb.Entry, hs *pb.HardState, upd *stateUpdate, done
 		}
 	}
 	if writeHS {
-		hsf := hardStateFrame{term: hs.GetTerm(), vote: hs.GetVote(), commit: hs.GetCommit(), applied: min(l.applied, hs.GetCommit())}
+		l.hsDirty = false
 		p := make([]byte, hardStatePayload)
 		putHardStatePayload(p, hsf)
 		h := frameHeader{kind: kindHardState, term: hsf.term, index: st.lastIndex, baseOffset: st.endOffset, maxTs: -1}
@@ -442,6 +458,38 @@ func (l *Log) complete(st tailState, err error, done func(error)) {
 	done(err)
 }
 
+// flushHardStateLocked writes a buffered commit-only hard state directly
+// and durably. mu held, no write pending.
+func (l *Log) flushHardStateLocked() error {
+	if !l.hsDirty {
+		return nil
+	}
+	st := l.cur
+	p := make([]byte, hardStatePayload)
+	putHardStatePayload(p, st.hs)
+	h := frameHeader{kind: kindHardState, term: st.hs.term, index: st.lastIndex, baseOffset: st.endOffset, maxTs: -1}
+	b := make([]byte, frameHeaderSize, frameHeaderSize+hardStatePayload)
+	putFrameHeader(b, &h, p)
+	b = append(b, p...)
+	seg := l.active()
+	var idx, tidx []byte
+	if err := advance(&st, &h, p, st.pos, seg.baseOffset, l.opts.IndexIntervalBytes, &idx, &tidx); err != nil {
+		return err
+	}
+	f := seg.wf.OS()
+	if _, err := f.WriteAt(b, l.cur.pos); err != nil {
+		return fmt.Errorf("write hard state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync hard state: %w", err)
+	}
+	seg.wf.Reset(st.pos)
+	seg.size = st.pos
+	l.cur, l.durable = st, st
+	l.hsDirty = false
+	return nil
+}
+
 // needRoll reports whether the next append must start a new segment. mu held.
 func (l *Log) needRoll() bool {
 	seg := l.active()
@@ -466,7 +514,7 @@ func (l *Log) Close() error {
 	l.waitIdle()
 	var err error
 	if l.failed == nil {
-		err = l.checkpointLocked()
+		err = errors.Join(l.flushHardStateLocked(), l.checkpointLocked())
 	}
 	l.closed = true
 	for _, s := range l.segs {

@@ -362,6 +362,9 @@ func (l *Log) Segments() int {
 // under it and skipped if a roll or truncation happened meanwhile, so an
 // older checkpoint never replaces a newer one.
 func (l *Log) Checkpoint() error {
+	if err := l.flushHardState(); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	if l.closed || l.failed != nil || l.durable.segBase == l.ckpt.segBase && l.durable.pos == l.ckpt.pos {
 		l.mu.Unlock()
@@ -397,6 +400,39 @@ func (l *Log) Checkpoint() error {
 		return fmt.Errorf("checkpoint %s: %w", l.name, err)
 	}
 	return syncDir(l.dir)
+}
+
+// flushHardState writes a buffered commit-only hard state through the
+// committer and waits for it, so that an idle log's commit index reaches
+// the disk within one checkpoint interval.
+func (l *Log) flushHardState() error {
+	l.appendMu.Lock()
+	l.mu.Lock()
+	if !l.hsDirty || l.closed || l.failed != nil {
+		l.mu.Unlock()
+		l.appendMu.Unlock()
+		return nil
+	}
+	ch := make(chan error, 1)
+	w, err := l.prepare(nil, nil, &stateUpdate{}, func(err error) { ch <- err })
+	if err != nil || w == nil {
+		l.mu.Unlock()
+		l.appendMu.Unlock()
+		return err
+	}
+	l.pending++
+	l.mu.Unlock()
+	err = l.c.Submit(context.Background(), w)
+	l.appendMu.Unlock()
+	if err != nil {
+		l.mu.Lock()
+		l.pending--
+		l.failLocked(err)
+		l.idle.Broadcast()
+		l.mu.Unlock()
+		return err
+	}
+	return <-ch
 }
 
 // checkpointLocked writes a checkpoint of the durable tail. mu held; it

@@ -131,6 +131,7 @@ func (l *Log) rollLocked() error {
 	old.rf, old.wf = f, nil
 	l.segs = append(l.segs, next)
 	l.cur, l.durable = st, st
+	l.hsDirty = false
 	return nil
 }
 
@@ -195,6 +196,7 @@ func (l *Log) truncateLocked(first uint64) error {
 		return err
 	}
 	l.cur, l.durable = st, st
+	l.hsDirty = false
 	l.terms.truncate(first)
 	l.cache.truncate(first)
 	return l.checkpointLocked()

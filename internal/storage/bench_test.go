@@ -1,0 +1,117 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-go/chronik/internal/wal"
+)
+
+// BenchmarkAppend measures durable appends through the committer into
+// partition logs: profile × writers × partitions × append size. Each op is
+// one entry appended and acknowledged as durable. Single-writer runs also
+// report latency percentiles (p50-us, p99-us).
+//
+//	go test -run '^$' -bench 'BenchmarkAppend/' ./internal/storage
+func BenchmarkAppend(b *testing.B) {
+	for _, prof := range wal.ProfileNames() {
+		for _, writers := range []int{1, 128} {
+			for _, parts := range []int{1, 16, 256} {
+				for _, size := range []int{256, 16 << 10} {
+					name := fmt.Sprintf("profile=%s/writers=%d/partitions=%d/size=%d", prof, writers, parts, size)
+					b.Run(name, func(b *testing.B) { benchAppend(b, prof, writers, parts, size) })
+				}
+			}
+		}
+	}
+}
+
+// appender serialises the appends of one partition log, as the Raft driver
+// does: each writer claims the next index under the lock and submits.
+type appender struct {
+	mu   sync.Mutex
+	l    *Log
+	next uint64
+	off  int64
+}
+
+func (a *appender) append(ctx context.Context, data []byte, count uint32) error {
+	done := make(chan error, 1)
+	a.mu.Lock()
+	idx := a.next
+	a.next++
+	base := a.off
+	a.off += int64(count)
+	d := slices.Clone(data)
+	copy(d, testPayload(base, count, 1, 0)[:20])
+	err := a.l.Append(ctx, []*pb.Entry{ent(idx, 1, d)}, nil, func(err error) { done <- err })
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
+func benchAppend(b *testing.B, profile string, writers, parts, size int) {
+	c := startCommitter(b, profile)
+	dir := b.TempDir()
+	apps := make([]*appender, parts)
+	o := testOptions()
+	o.SegmentBytes = 256 << 20
+	o.IndexIntervalBytes = 4096
+	for i := range apps {
+		l, err := Open(filepath.Join(dir, fmt.Sprint(i)), c, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = l.Close() })
+		apps[i] = &appender{l: l, next: 1}
+	}
+	data := testPayload(0, 1, 1, size-20)
+	var (
+		n    atomic.Int64
+		wg   sync.WaitGroup
+		lats = make([][]time.Duration, writers)
+	)
+	ctx := context.Background()
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				i := n.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				start := time.Now()
+				if err := apps[(w+k*writers)%parts].append(ctx, data, 1); err != nil {
+					b.Error(err)
+					return
+				}
+				if writers == 1 {
+					lats[w] = append(lats[w], time.Since(start))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	if writers == 1 && len(lats[0]) > 0 {
+		l := lats[0]
+		slices.Sort(l)
+		b.ReportMetric(float64(l[len(l)/2].Microseconds()), "p50-us")
+		b.ReportMetric(float64(l[len(l)*99/100].Microseconds()), "p99-us")
+	}
+}
