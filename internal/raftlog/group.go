@@ -425,7 +425,7 @@ func (g *Group) start() (*runState, error) {
 		CheckQuorum:     true,
 		// Appends complete asynchronously (see handleReady).
 		AsyncStorageWrites: true,
-		PreVote:         true,
+		PreVote:            true,
 		// Kafka clients must talk to the leader; a follower answers
 		// NOT_LEADER instead of forwarding.
 		DisableProposalForwarding: true,

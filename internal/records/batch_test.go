@@ -3,32 +3,44 @@ package records
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// makeBatch builds a valid v2 batch with n records of a few bytes each.
+// makeBatch builds a valid v2 batch with n records.
 func makeBatch(base int64, n int, ts int64) []byte {
-	var recs []byte
-	for i := range n {
-		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta: int32(i), Key: []byte("k"), Value: []byte("value")}
-		r.Length = int32(len(r.AppendTo(nil)) - 1)
-		recs = r.AppendTo(recs)
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: []byte("k"), Value: []byte(fmt.Sprintf("value-%d", i))}
 	}
-	b := kmsg.RecordBatch{
-		FirstOffset: base, Magic: 2, LastOffsetDelta: int32(n - 1), FirstTimestamp: ts, MaxTimestamp: ts + int64(n-1),
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs,
-	}
-	out := b.AppendTo(nil)
-	// batchLength counts everything after itself.
-	putBE32(out[offBatchLength:], uint32(len(out)-lengthOverhead))
-	SetCRC(out)
-	return out
+	return Build(base, ts, recs)
 }
 
-func putBE32(b []byte, v uint32) {
-	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+func TestBuildDecodesWithKmsg(t *testing.T) {
+	b := makeBatch(5, 4, 1000)
+	var kb kmsg.RecordBatch
+	if err := kb.ReadFrom(b); err != nil {
+		t.Fatal(err)
+	}
+	if int(kb.Length) != len(b)-12 || kb.NumRecords != 4 || kb.LastOffsetDelta != 3 {
+		t.Fatalf("batch fields %+v", kb)
+	}
+	rest := kb.Records
+	for i := range 4 {
+		var r kmsg.Record
+		if err := r.ReadFrom(rest); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if string(r.Value) != fmt.Sprintf("value-%d", i) || r.OffsetDelta != int32(i) {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+		rest = rest[len(r.AppendTo(nil)):]
+	}
+	if len(rest) != 0 {
+		t.Fatalf("%d bytes after the records", len(rest))
+	}
 }
 
 func TestHeaderPatchAndMeta(t *testing.T) {

@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -52,15 +51,18 @@ type Server struct {
 	groups *lifecycle.Tasks // raft groups and background jobs: stop first
 
 	mu      sync.RWMutex
-	parts   map[string]*Partition // by log name
+	parts   map[string]*Partition // serving partitions, by log name
 	offline map[string]error
+	running map[string]*supervisor // owned by the reconciler
+	nudgec  chan struct{}
 
 	ready atomic.Bool
 }
 
 // New prepares a server; Run starts it.
 func New(cfg *config.Config, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, log: log, parts: map[string]*Partition{}, offline: map[string]error{}}
+	return &Server{cfg: cfg, log: log, parts: map[string]*Partition{}, offline: map[string]error{},
+		running: map[string]*supervisor{}, nudgec: make(chan struct{}, 1)}
 }
 
 // PartitionMeta is the storage.MetaFunc of data partitions.
@@ -98,14 +100,19 @@ func (s *Server) Run(ctx context.Context) error {
 	s.groups = lifecycle.New(ctx, s.log)
 	defer s.shutdown()
 
+	if err := s.removeTrash(); err != nil {
+		return err
+	}
 	s.host = raftlog.NewHost(0)
 	s.groups.Go("raft-ticker", true, s.host.Run)
 	if err := s.startMeta(); err != nil {
 		return err
 	}
-	if err := s.openPartitions(); err != nil {
+	s.meta.OnApply(func(*meta.Command) { s.nudge() })
+	if err := s.reconcile(s.groups.Context()); err != nil {
 		return err
 	}
+	s.groups.Go("partition-reconciler", true, s.reconcileLoop)
 	s.groups.Go("checkpointer", false, s.checkpointLoop)
 	s.groups.Go("retention", false, s.retentionLoop)
 
@@ -126,14 +133,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	// Partition supervisors close their own logs as they stop.
 	_ = s.groups.Stop()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, p := range s.parts {
-		if err := p.Log.Close(); err != nil {
-			s.log.Error("close log", "log", name, "err", err)
-		}
-	}
 	if s.metaLog != nil {
 		if err := s.metaLog.Close(); err != nil {
 			s.log.Error("close metadata log", "err", err)
@@ -211,57 +212,6 @@ func (s *Server) ProposeMeta(ctx context.Context, c *meta.Command) (uint64, erro
 
 // Meta returns the metadata state.
 func (s *Server) Meta() *meta.State { return s.meta }
-
-func partitionLogName(topic string, index int32) string { return fmt.Sprintf("%s-%d", topic, index) }
-
-// openPartitions opens a log and starts a group for every local partition.
-// A corrupt log is reported offline; the others serve.
-func (s *Server) openPartitions() error {
-	for _, t := range s.meta.Topics() {
-		for _, p := range t.Partitions {
-			if err := s.openPartition(t, p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *Server) openPartition(t meta.Topic, p meta.Partition) error {
-	name := partitionLogName(t.Name, p.Index)
-	opts := s.logOptions()
-	opts.Meta = PartitionMeta
-	opts.SegmentBytes = s.cfg.SegmentBytes
-	opts.SegmentAge = s.cfg.SegmentAge()
-	opts.RetentionAge = s.cfg.Retention()
-	opts.RetentionBytes = s.cfg.RetentionBytes
-	l, err := storage.Open(filepath.Join(s.cfg.DataDir, "logs", name), s.committer, opts)
-	if err != nil {
-		if errors.Is(err, storage.ErrCorrupt) {
-			s.log.Error("partition offline: its log is corrupt", "partition", name, "err", err)
-			s.mu.Lock()
-			s.offline[name] = err
-			s.mu.Unlock()
-			return nil
-		}
-		return fmt.Errorf("partition %s: %w", name, err)
-	}
-	voters := make([]uint64, len(p.Replicas))
-	for i, r := range p.Replicas {
-		voters[i] = uint64(r)
-	}
-	g, err := raftlog.NewGroup(raftlog.Config{GroupID: p.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l, Meta: PartitionMeta, Logger: s.log})
-	if err != nil {
-		_ = l.Close()
-		return err
-	}
-	s.host.Add(g)
-	s.groups.Go("raft-"+name, false, g.Run)
-	s.mu.Lock()
-	s.parts[name] = &Partition{Topic: t.Name, Index: p.Index, Group: g, Log: l}
-	s.mu.Unlock()
-	return nil
-}
 
 // checkpointLoop checkpoints changed logs every 10 s.
 func (s *Server) checkpointLoop(ctx context.Context) error {

@@ -1,0 +1,295 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/raftlog"
+	"github.com/chronik-go/chronik/internal/storage"
+)
+
+// groupMarker names the file in each partition directory that records the
+// Raft group the directory belongs to, so that a directory left behind by a
+// deleted topic is never mistaken for a new topic of the same name.
+const groupMarker = "group"
+
+func partitionLogName(topic string, index int32) string { return fmt.Sprintf("%s-%d", topic, index) }
+
+// supervisor is the goroutine that owns one local partition.
+type supervisor struct {
+	group  uint64
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *Server) nudge() {
+	select {
+	case s.nudgec <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop makes the running partitions follow the metadata.
+func (s *Server) reconcileLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			for _, sv := range s.running {
+				sv.cancel()
+				<-sv.done
+			}
+			return nil
+		case <-s.nudgec:
+		}
+		if err := s.reconcile(ctx); err != nil {
+			s.log.Error("reconcile partitions", "err", err)
+		}
+	}
+}
+
+// reconcile stops and deletes partitions whose topic is gone, then starts
+// every local partition that is not running. It waits for each new
+// partition's first open, so that start-up reports recovery truthfully.
+func (s *Server) reconcile(ctx context.Context) error {
+	type want struct {
+		t meta.Topic
+		p meta.Partition
+	}
+	desired := map[string]want{}
+	for _, t := range s.meta.Topics() {
+		for _, p := range t.Partitions {
+			for _, r := range p.Replicas {
+				if r == s.cfg.NodeID {
+					desired[partitionLogName(t.Name, p.Index)] = want{t, p}
+				}
+			}
+		}
+	}
+	for name, sv := range s.running {
+		if w, ok := desired[name]; ok && w.p.Group == sv.group {
+			continue
+		}
+		sv.cancel()
+		<-sv.done
+		delete(s.running, name)
+		s.mu.Lock()
+		delete(s.offline, name)
+		s.mu.Unlock()
+		if err := s.removePartitionDir(name); err != nil {
+			return err
+		}
+		s.log.Info("partition deleted", "partition", name)
+	}
+	var errs []error
+	for name, w := range desired {
+		if _, ok := s.running[name]; ok {
+			continue
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		sv := &supervisor{group: w.p.Group, cancel: cancel, done: make(chan struct{})}
+		opened := make(chan error, 1)
+		s.running[name] = sv
+		s.groups.Go("partition-"+name, false, func(context.Context) error {
+			defer close(sv.done)
+			return s.supervise(sctx, w.t, w.p, opened)
+		})
+		select {
+		case err := <-opened:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removePartitionDir deletes a partition directory: renamed first, so that a
+// crash halfway leaves a name that start-up recognises and finishes.
+func (s *Server) removePartitionDir(name string) error {
+	dir := filepath.Join(s.cfg.DataDir, "logs", name)
+	trash := dir + ".deleted-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete partition %s: %w", name, err)
+	}
+	return os.RemoveAll(trash)
+}
+
+// removeTrash finishes deletions interrupted by a crash.
+func (s *Server) removeTrash() error {
+	ents, err := os.ReadDir(filepath.Join(s.cfg.DataDir, "logs"))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".deleted-") {
+			if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, "logs", e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// supervise owns one local partition: it opens the log, runs its Raft
+// group, and when storage fails (a full disk, an I/O error) closes and
+// reopens the log (which repairs it) with backoff until the condition is
+// gone. A corrupt log is taken offline. The first open's outcome goes to
+// opened.
+func (s *Server) supervise(ctx context.Context, t meta.Topic, p meta.Partition, opened chan<- error) error {
+	name := partitionLogName(t.Name, p.Index)
+	first := true
+	report := func(err error) {
+		if first {
+			opened <- err
+			first = false
+		}
+	}
+	backoff := time.Second
+	for {
+		l, g, err := s.startPartition(t, p)
+		switch {
+		case errors.Is(err, storage.ErrCorrupt):
+			s.setOffline(name, err)
+			report(nil)
+			return nil
+		case err != nil && first:
+			report(fmt.Errorf("partition %s: %w", name, err))
+			return nil
+		case err == nil:
+			report(nil)
+			runErr := g.Run(ctx)
+			s.host.Remove(p.Group)
+			s.mu.Lock()
+			delete(s.parts, name)
+			s.mu.Unlock()
+			damaged := l.Damaged()
+			if cerr := l.Close(); cerr != nil && runErr == nil {
+				runErr = cerr
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if damaged != nil {
+				s.setOffline(name, damaged)
+				return nil
+			}
+			err = runErr
+		}
+		s.log.Error("partition storage failed; reopening", "partition", name, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// startPartition opens a partition's log and builds its group.
+func (s *Server) startPartition(t meta.Topic, p meta.Partition) (*storage.Log, *raftlog.Group, error) {
+	name := partitionLogName(t.Name, p.Index)
+	dir := filepath.Join(s.cfg.DataDir, "logs", name)
+	if err := s.claimDir(dir, p.Group); err != nil {
+		return nil, nil, err
+	}
+	opts := s.logOptions()
+	opts.Meta = PartitionMeta
+	opts.SegmentBytes = s.cfg.SegmentBytes
+	opts.SegmentAge = s.cfg.SegmentAge()
+	opts.RetentionAge = s.cfg.Retention()
+	opts.RetentionBytes = s.cfg.RetentionBytes
+	l, err := storage.Open(dir, s.committer, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	voters := make([]uint64, len(p.Replicas))
+	for i, r := range p.Replicas {
+		voters[i] = uint64(r)
+	}
+	g, err := raftlog.NewGroup(raftlog.Config{GroupID: p.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l, Meta: PartitionMeta, Logger: s.log})
+	if err != nil {
+		_ = l.Close()
+		return nil, nil, err
+	}
+	s.host.Add(g)
+	s.mu.Lock()
+	s.parts[name] = &Partition{Topic: t.Name, Index: p.Index, Group: g, Log: l}
+	delete(s.offline, name)
+	s.mu.Unlock()
+	return l, g, nil
+}
+
+// claimDir makes dir belong to group: a directory recorded for another
+// group (a deleted topic of the same name) or without a record (its
+// creation was interrupted) is removed first.
+func (s *Server) claimDir(dir string, group uint64) error {
+	want := strconv.FormatUint(group, 10)
+	b, err := os.ReadFile(filepath.Join(dir, groupMarker))
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) == want:
+		return nil
+	case err == nil || errors.Is(err, os.ErrNotExist):
+		if _, serr := os.Stat(dir); serr == nil {
+			s.log.Warn("removing stale partition directory", "dir", dir, "recorded_group", strings.TrimSpace(string(b)), "group", want)
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+		}
+	default:
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return writeMarker(dir, want)
+}
+
+func writeMarker(dir, content string) error {
+	tmp := filepath.Join(dir, groupMarker+".tmp")
+	if err := os.WriteFile(tmp, []byte(content+"\n"), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	serr := f.Sync()
+	_ = f.Close()
+	if serr != nil {
+		return serr
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, groupMarker)); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(dir))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Server) setOffline(name string, err error) {
+	s.log.Error("partition offline: its log is corrupt", "partition", name, "err", err)
+	s.mu.Lock()
+	s.offline[name] = err
+	s.mu.Unlock()
+}
+
+// Partition returns a serving local partition.
+func (s *Server) Partition(topic string, index int32) (*Partition, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.parts[partitionLogName(topic, index)]
+	return p, ok
+}
