@@ -10,10 +10,10 @@ FUZZTIME ?= 60s
 FUZZTIME_TEST ?= 4s
 BENCHTIME ?= 2s
 
-.PHONY: help build run test test-unit test-crash test-fuzz lint bench fuzz clean tools
+.PHONY: help build run test test-unit test-crash test-fuzz lint bench bench-storage fuzz clean tools
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build bin/chronik
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/chronik
@@ -32,14 +32,17 @@ test-unit: ## unit and integration tests with the race detector
 test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
 
-test-fuzz: ## run every fuzz target briefly ($(FUZZTIME_TEST) each)
+test-fuzz: ## run every fuzz target briefly (4 s each)
 	FUZZTIME=$(FUZZTIME_TEST) ./scripts/fuzz-all.sh
 
-fuzz: ## run every fuzz target for $(FUZZTIME) each
+fuzz: ## run every fuzz target for 60 s each (FUZZTIME=)
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-all.sh
 
-bench: ## Go benchmarks of the hot paths, then the storage report (docs/PERFORMANCE.md)
+bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/...
+
+bench-storage: ## the storage report of docs/PERFORMANCE.md (raw disk next to BenchmarkAppend)
+	./scripts/bench-storage.sh
 
 lint: tools ## golangci-lint
 	$(GOBIN)/golangci-lint run ./...
@@ -47,6 +50,8 @@ lint: tools ## golangci-lint
 tools: ## install the tools the tests need
 	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q $(GOLANGCI_VERSION:v%=%) || \
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	@command -v mkfs.ext4 >/dev/null && command -v chattr >/dev/null && command -v losetup >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs mount util-linux >/dev/null; }
 
 clean: ## remove build output (not ./data)
 	rm -rf bin

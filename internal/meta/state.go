@@ -60,6 +60,8 @@ type Command struct {
 	Topic            string            `json:"topic,omitempty"`
 	TopicID          [16]byte          `json:"topic_id,omitzero"`
 	Replicas         [][]int32         `json:"replicas,omitempty"`
+	ClusterID        string            `json:"cluster_id,omitempty"`
+	Count            int64             `json:"count,omitempty"`
 	Configs          map[string]string `json:"configs,omitempty"`
 	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
 }
@@ -71,6 +73,14 @@ const (
 	OpDeleteTopic      = "delete_topic"
 	OpAlterConfigs     = "alter_configs"
 	OpCreatePartitions = "create_partitions"
+	// OpInitCluster sets the cluster id once; later ones are ignored.
+	OpInitCluster = "init_cluster"
+	// OpAlterBrokerConfigs sets (Configs) and removes (DeleteConfigKeys)
+	// dynamic broker defaults.
+	OpAlterBrokerConfigs = "alter_broker_configs"
+	// OpAllocateProducerIDs reserves Count producer ids for Broker.ID;
+	// the block's first id is the entry's Result (see ProducerIDBlock).
+	OpAllocateProducerIDs = "allocate_producer_ids"
 )
 
 const commandVersion = 1
@@ -106,14 +116,21 @@ type State struct {
 	brokers   map[int32]*Broker
 	topics    map[string]*Topic
 	nextGroup uint64
-	results   map[uint64]error // outcome of recent entries, by index
+	clusterID string
+	nextPID   int64
+	pidBlocks map[uint64][2]int64 // recent producer id blocks, by index
+	brokerCfg map[string]string   // dynamic broker defaults
+	results   map[uint64]error    // outcome of recent entries, by index
 	validate  Validator
+	validateB Validator
 	watchers  []func(*Command)
 }
 
-// NewState returns an empty state.
-func NewState(v Validator) *State {
-	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{}, validate: v}
+// NewState returns an empty state that validates topic configs with
+// topics and dynamic broker configs with brokers (either may be nil).
+func NewState(topics, brokers Validator) *State {
+	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{},
+		pidBlocks: map[uint64][2]int64{}, brokerCfg: map[string]string{}, validate: topics, validateB: brokers}
 }
 
 // OnApply registers fn to run after each applied command (on the metadata
@@ -136,13 +153,14 @@ func (s *State) Apply(ents []*pb.Entry) error {
 		}
 		c, err := Decode(e.Data)
 		if err == nil {
-			err = s.applyLocked(c)
+			err = s.applyLocked(e.GetIndex(), c)
 			if err == nil {
 				applied = append(applied, c)
 			}
 		}
 		s.results[e.GetIndex()] = err
 		delete(s.results, e.GetIndex()-keepResults)
+		delete(s.pidBlocks, e.GetIndex()-keepResults)
 	}
 	watchers := slices.Clone(s.watchers)
 	s.mu.Unlock()
@@ -161,8 +179,30 @@ func (s *State) Result(index uint64) error {
 	return s.results[index]
 }
 
-func (s *State) applyLocked(c *Command) error {
+func (s *State) applyLocked(index uint64, c *Command) error {
 	switch c.Op {
+	case OpInitCluster:
+		if s.clusterID == "" && c.ClusterID != "" {
+			s.clusterID = c.ClusterID
+		}
+	case OpAlterBrokerConfigs:
+		next := maps.Clone(s.brokerCfg)
+		maps.Copy(next, c.Configs)
+		for _, k := range c.DeleteConfigKeys {
+			delete(next, k)
+		}
+		if s.validateB != nil {
+			if err := s.validateB(c.Configs); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+		s.brokerCfg = next
+	case OpAllocateProducerIDs:
+		if c.Count <= 0 || c.Count > 1<<20 {
+			return ErrInvalid
+		}
+		s.pidBlocks[index] = [2]int64{s.nextPID, c.Count}
+		s.nextPID += c.Count
 	case OpRegisterBroker:
 		if c.Broker == nil || c.Broker.ID < 0 {
 			return ErrInvalid
@@ -225,6 +265,29 @@ func (s *State) addPartitions(t *Topic, replicas [][]int32) {
 		t.Partitions = append(t.Partitions, Partition{Index: int32(len(t.Partitions)), Group: s.nextGroup, Replicas: slices.Clone(r)})
 		s.nextGroup++
 	}
+}
+
+// BrokerConfigs returns the dynamic broker defaults.
+func (s *State) BrokerConfigs() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.brokerCfg)
+}
+
+// ClusterID returns the cluster id ("" before initialisation).
+func (s *State) ClusterID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clusterID
+}
+
+// ProducerIDBlock returns the first id and size of the block allocated by
+// the OpAllocateProducerIDs entry at index.
+func (s *State) ProducerIDBlock(index uint64) (first, count int64, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b, ok := s.pidBlocks[index]
+	return b[0], b[1], ok
 }
 
 // Brokers returns the registered brokers ordered by id.

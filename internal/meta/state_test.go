@@ -22,7 +22,7 @@ func TestApplyDecidesOutcomes(t *testing.T) {
 			return errors.New("retention.ms must be a number")
 		}
 		return nil
-	})
+	}, nil)
 	ents := []*pb.Entry{
 		entry(1, &Command{Op: OpRegisterBroker, Broker: &Broker{ID: 1, Host: "h", Port: 9092}}),
 		entry(2, &Command{Op: OpCreateTopic, Topic: "a", Replicas: [][]int32{{1}, {1}}}),

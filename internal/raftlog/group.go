@@ -71,6 +71,10 @@ type Config struct {
 	// ReplayAll re-applies the whole log at start, for state machines that
 	// keep their state only in memory (the metadata group).
 	ReplayAll bool
+	// OnLeader runs on the group's goroutine when this node becomes the
+	// leader, before it accepts proposals of the new term (the partition
+	// layer rebuilds its producer state for Assign there).
+	OnLeader func(term uint64) error
 	// MaxInflightAppends bounds the appends a group has waiting for
 	// durability (default 2): one being fsynced while the next collects
 	// proposals. More means more, smaller appends per round.
@@ -82,11 +86,14 @@ type Config struct {
 
 // Proposal is a request to append data as leader. Assign is called on the
 // group's goroutine with the next Kafka offset and the leader's term just
-// before the data is proposed; it patches data in place and returns how
-// many offsets the data occupies.
+// before the data is proposed; it patches data in place and says how many
+// offsets the data occupies — or refuses it, or answers it without
+// proposing (an idempotent producer's duplicate). Because every Assign of a
+// group runs on one goroutine in proposal order, it is where per-partition
+// state such as producer sequences is checked.
 type Proposal struct {
 	Data   []byte
-	Assign func(baseOffset int64, term uint64) (count int64)
+	Assign func(baseOffset int64, term uint64) Assignment
 	// Durable completes the proposal when the leader has it durably in its
 	// log (Kafka acks=1) instead of when it commits (acks=all).
 	Durable bool
@@ -97,15 +104,31 @@ type Proposal struct {
 	term   uint64
 }
 
+// Assignment is what Assign decided.
+type Assignment struct {
+	// Count is the number of offsets the data occupies.
+	Count int64
+	// Err refuses the proposal; it is not proposed.
+	Err error
+	// Skip answers the proposal at once with BaseOffset, without
+	// proposing it.
+	Skip       bool
+	BaseOffset int64
+	// Undo reverts what Assign changed, if Raft drops the proposal.
+	Undo func()
+}
+
 // Result is the outcome of a proposal.
 type Result struct {
 	BaseOffset int64
 	Index      uint64
-	Err        error
+	// Skipped is true when Assign answered without proposing.
+	Skipped bool
+	Err     error
 }
 
 // NewProposal prepares a proposal.
-func NewProposal(data []byte, assign func(int64, uint64) int64, durable bool) *Proposal {
+func NewProposal(data []byte, assign func(int64, uint64) Assignment, durable bool) *Proposal {
 	return &Proposal{Data: data, Assign: assign, Durable: durable, done: make(chan struct{})}
 }
 
@@ -461,15 +484,26 @@ func (g *Group) propose(s *runState, p *Proposal) {
 		return
 	}
 	base := s.next
-	count := int64(0)
+	var a Assignment
 	if p.Assign != nil {
-		count = p.Assign(base, s.term)
+		a = p.Assign(base, s.term)
+	}
+	switch {
+	case a.Err != nil:
+		p.finish(Result{Err: a.Err})
+		return
+	case a.Skip:
+		p.finish(Result{BaseOffset: a.BaseOffset, Skipped: true})
+		return
 	}
 	if err := s.rn.Propose(p.Data); err != nil {
+		if a.Undo != nil {
+			a.Undo()
+		}
 		p.finish(Result{Err: fmt.Errorf("%w: %w", ErrNotLeader, err)})
 		return
 	}
-	s.next += count
+	s.next += a.Count
 	p.result.BaseOffset = base
 	p.term = s.term
 	s.proposed = append(s.proposed, p)
@@ -547,6 +581,11 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		// next offset follows the log's end.
 		s.next = g.cfg.Log.EndOffset()
 		g.log.Info("became leader", "term", s.term, "next_offset", s.next)
+		if g.cfg.OnLeader != nil {
+			if err := g.cfg.OnLeader(s.term); err != nil {
+				return fmt.Errorf("raftlog: on leader: %w", err)
+			}
+		}
 	}
 	g.publish(s)
 	return nil

@@ -33,10 +33,10 @@ func payload(count uint32, filler int) []byte {
 	return b
 }
 
-func assign(data []byte) func(int64, uint64) int64 {
-	return func(base int64, _ uint64) int64 {
+func assign(data []byte) func(int64, uint64) Assignment {
+	return func(base int64, _ uint64) Assignment {
 		binary.BigEndian.PutUint64(data, uint64(base))
-		return int64(binary.BigEndian.Uint32(data[8:]))
+		return Assignment{Count: int64(binary.BigEndian.Uint32(data[8:]))}
 	}
 }
 

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chronik-go/chronik/internal/configs"
 	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/raftlog"
 	"github.com/chronik-go/chronik/internal/storage"
 )
@@ -107,6 +109,7 @@ func (s *Server) reconcile(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	s.reconfigure()
 	return errors.Join(errs...)
 }
 
@@ -145,8 +148,8 @@ func (s *Server) removeTrash() error {
 // reopens the log (which repairs it) with backoff until the condition is
 // gone. A corrupt log is taken offline. The first open's outcome goes to
 // opened.
-func (s *Server) supervise(ctx context.Context, t meta.Topic, p meta.Partition, opened chan<- error) error {
-	name := partitionLogName(t.Name, p.Index)
+func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition, opened chan<- error) error {
+	name := partitionLogName(t.Name, mp.Index)
 	first := true
 	report := func(err error) {
 		if first {
@@ -156,7 +159,7 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, p meta.Partition, 
 	}
 	backoff := time.Second
 	for {
-		l, g, err := s.startPartition(t, p)
+		p, err := s.startPartition(t, mp)
 		switch {
 		case errors.Is(err, storage.ErrCorrupt):
 			s.setOffline(name, err)
@@ -167,13 +170,18 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, p meta.Partition, 
 			return nil
 		case err == nil:
 			report(nil)
-			runErr := g.Run(ctx)
-			s.host.Remove(p.Group)
+			runErr := p.Group.Run(ctx)
+			s.host.Remove(mp.Group)
 			s.mu.Lock()
 			delete(s.parts, name)
 			s.mu.Unlock()
-			damaged := l.Damaged()
-			if cerr := l.Close(); cerr != nil && runErr == nil {
+			damaged := p.Log.Damaged()
+			if runErr == nil {
+				if cerr := p.Close(); cerr != nil {
+					s.log.Warn("producer snapshot on close", "partition", name, "err", cerr)
+				}
+			}
+			if cerr := p.Log.Close(); cerr != nil && runErr == nil {
 				runErr = cerr
 			}
 			if ctx.Err() != nil {
@@ -195,38 +203,81 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, p meta.Partition, 
 	}
 }
 
-// startPartition opens a partition's log and builds its group.
-func (s *Server) startPartition(t meta.Topic, p meta.Partition) (*storage.Log, *raftlog.Group, error) {
-	name := partitionLogName(t.Name, p.Index)
+// effective returns the configuration a topic's partitions apply.
+func (s *Server) effective(t meta.Topic) configs.Effective {
+	return configs.Resolver{Static: s.cfg, Dynamic: s.meta.BrokerConfigs()}.Effective(t.Configs)
+}
+
+func logOptionsFor(e configs.Effective) storage.Options {
+	return storage.Options{SegmentBytes: e.SegmentBytes, SegmentAge: time.Duration(e.SegmentMs) * time.Millisecond,
+		IndexIntervalBytes: e.IndexInterval, RetentionAge: e.Retention(), RetentionBytes: e.RetentionBytes}
+}
+
+func partitionConfigFor(e configs.Effective) partition.Config {
+	c := partition.DefaultConfig()
+	c.MaxMessageBytes, c.LogAppendTime = e.MaxMessageBytes, e.LogAppendTime
+	return c
+}
+
+// startPartition opens a partition's log, recovers its producer state and
+// builds its group.
+func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Partition, error) {
+	name := partitionLogName(t.Name, mp.Index)
 	dir := filepath.Join(s.cfg.DataDir, "logs", name)
-	if err := s.claimDir(dir, p.Group); err != nil {
-		return nil, nil, err
+	if err := s.claimDir(dir, mp.Group); err != nil {
+		return nil, err
 	}
-	opts := s.logOptions()
-	opts.Meta = PartitionMeta
-	opts.SegmentBytes = s.cfg.SegmentBytes
-	opts.SegmentAge = s.cfg.SegmentAge()
-	opts.RetentionAge = s.cfg.Retention()
-	opts.RetentionBytes = s.cfg.RetentionBytes
+	eff := s.effective(t)
+	opts := logOptionsFor(eff)
+	opts.Meta, opts.Logger = PartitionMeta, s.log
 	l, err := storage.Open(dir, s.committer, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	voters := make([]uint64, len(p.Replicas))
-	for i, r := range p.Replicas {
-		voters[i] = uint64(r)
-	}
-	g, err := raftlog.NewGroup(raftlog.Config{GroupID: p.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l, Meta: PartitionMeta, Logger: s.log})
+	p, err := partition.New(partition.Options{Topic: t.Name, Index: mp.Index, TopicID: t.ID, Log: l, Config: partitionConfigFor(eff), Logger: s.log})
 	if err != nil {
 		_ = l.Close()
-		return nil, nil, err
+		return nil, err
 	}
+	voters := make([]uint64, len(mp.Replicas))
+	for i, r := range mp.Replicas {
+		voters[i] = uint64(r)
+	}
+	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
+		Meta: PartitionMeta, SM: p, OnLeader: p.OnLeader, Logger: s.log})
+	if err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	p.Group = g
 	s.host.Add(g)
 	s.mu.Lock()
-	s.parts[name] = &Partition{Topic: t.Name, Index: p.Index, Group: g, Log: l}
+	s.parts[name] = p
 	delete(s.offline, name)
 	s.mu.Unlock()
-	return l, g, nil
+	return p, nil
+}
+
+// reconfigure applies the current effective configuration to every serving
+// partition (after topic or dynamic broker config changes).
+func (s *Server) reconfigure() {
+	s.mu.RLock()
+	parts := make([]*partition.Partition, 0, len(s.parts))
+	for _, p := range s.parts {
+		parts = append(parts, p)
+	}
+	s.mu.RUnlock()
+	for _, p := range parts {
+		t, ok := s.meta.Topic(p.Topic)
+		if !ok {
+			continue
+		}
+		eff := s.effective(t)
+		if err := p.Log.Reconfigure(logOptionsFor(eff)); err != nil {
+			s.log.Warn("reconfigure partition", "partition", partitionLogName(p.Topic, p.Index), "err", err)
+		}
+		p.SetConfig(partitionConfigFor(eff))
+	}
 }
 
 // claimDir makes dir belong to group: a directory recorded for another
@@ -287,7 +338,7 @@ func (s *Server) setOffline(name string, err error) {
 }
 
 // Partition returns a serving local partition.
-func (s *Server) Partition(topic string, index int32) (*Partition, bool) {
+func (s *Server) Partition(topic string, index int32) (*partition.Partition, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	p, ok := s.parts[partitionLogName(topic, index)]

@@ -16,9 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chronik-go/chronik/internal/broker"
 	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/configs"
 	"github.com/chronik-go/chronik/internal/lifecycle"
 	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/raftlog"
 	"github.com/chronik-go/chronik/internal/records"
 	"github.com/chronik-go/chronik/internal/storage"
@@ -27,14 +30,6 @@ import (
 
 // metaLogName is the directory of the metadata group's log.
 const metaLogName = "__chronik_metadata-0"
-
-// Partition is a local replica of one topic partition.
-type Partition struct {
-	Topic string
-	Index int32
-	Group *raftlog.Group
-	Log   *storage.Log
-}
 
 // Server is one Chronik node.
 type Server struct {
@@ -51,17 +46,22 @@ type Server struct {
 	groups *lifecycle.Tasks // raft groups and background jobs: stop first
 
 	mu      sync.RWMutex
-	parts   map[string]*Partition // serving partitions, by log name
+	parts   map[string]*partition.Partition // serving partitions, by log name
 	offline map[string]error
 	running map[string]*supervisor // owned by the reconciler
 	nudgec  chan struct{}
+	pids    producerIDs
+
+	// Listener is set once the Kafka listener is bound (tests read the
+	// port of :0 from it).
+	listener atomic.Pointer[net.Listener]
 
 	ready atomic.Bool
 }
 
 // New prepares a server; Run starts it.
 func New(cfg *config.Config, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, log: log, parts: map[string]*Partition{}, offline: map[string]error{},
+	return &Server{cfg: cfg, log: log, parts: map[string]*partition.Partition{}, offline: map[string]error{},
 		running: map[string]*supervisor{}, nudgec: make(chan struct{}, 1)}
 }
 
@@ -69,6 +69,14 @@ func New(cfg *config.Config, log *slog.Logger) *Server {
 func PartitionMeta(data []byte) (storage.EntryMeta, bool, error) {
 	base, count, maxTs, ok, err := records.EntryMeta(data)
 	return storage.EntryMeta{BaseOffset: base, Count: count, MaxTimestamp: maxTs}, ok, err
+}
+
+// Addr returns the Kafka listener's address once bound.
+func (s *Server) Addr() net.Addr {
+	if ln := s.listener.Load(); ln != nil {
+		return (*ln).Addr()
+	}
+	return nil
 }
 
 // Ready reports whether storage is recovered and the node serves.
@@ -103,6 +111,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.removeTrash(); err != nil {
 		return err
 	}
+	// Bind first: the advertised address of a :0 listener needs its port.
+	ln, err := net.Listen("tcp", s.cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("kafka listener on %s: %w", s.cfg.Bind, err)
+	}
+	defer ln.Close()
+	s.listener.Store(&ln)
+	if host, port, _ := net.SplitHostPort(s.cfg.Advertise); port == "0" {
+		_, real, _ := net.SplitHostPort(ln.Addr().String())
+		s.cfg.Advertise = net.JoinHostPort(host, real)
+	}
 	s.host = raftlog.NewHost(0)
 	s.groups.Go("raft-ticker", true, s.host.Run)
 	if err := s.startMeta(); err != nil {
@@ -113,6 +132,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.groups.Go("partition-reconciler", true, s.reconcileLoop)
+	b := broker.New(s, s.log)
+	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
 	s.groups.Go("checkpointer", false, s.checkpointLoop)
 	s.groups.Go("retention", false, s.retentionLoop)
 
@@ -125,6 +146,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.RUnlock()
 	s.log.Info("storage recovered", "data_dir", s.cfg.DataDir, "partitions", n, "offline", off, "bytes", bytes,
 		"wal_profile", prof.Name, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("serving kafka", "listener", ln.Addr().String(), "advertised", s.cfg.Advertise, "cluster_id", s.meta.ClusterID())
 	s.ready.Store(true)
 	<-s.groups.Context().Done()
 	s.ready.Store(false)
@@ -153,7 +175,7 @@ func (s *Server) startMeta() error {
 	if err != nil {
 		return fmt.Errorf("metadata log: %w", err)
 	}
-	s.meta = meta.NewState(nil)
+	s.meta = meta.NewState(configs.ValidateTopic, configs.ValidateBroker)
 	s.metaGroup, err = raftlog.NewGroup(raftlog.Config{
 		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: []uint64{uint64(s.cfg.NodeID)},
 		Log: s.metaLog, SM: s.meta, ReplayAll: true, Logger: s.log,
@@ -171,6 +193,9 @@ func (s *Server) startMeta() error {
 	host, portStr, _ := net.SplitHostPort(s.cfg.Advertise)
 	port, _ := strconv.Atoi(portStr)
 	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port)}
+	if err := s.initClusterID(ctx); err != nil {
+		return err
+	}
 	for _, b := range s.meta.Brokers() {
 		if b == want {
 			return nil

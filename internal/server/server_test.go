@@ -13,7 +13,7 @@ import (
 
 	"github.com/chronik-go/chronik/internal/config"
 	"github.com/chronik-go/chronik/internal/meta"
-	"github.com/chronik-go/chronik/internal/raftlog"
+	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/records"
 	"github.com/chronik-go/chronik/internal/testfs"
 )
@@ -21,8 +21,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func testConfig(dir string) *config.Config {
-	return &config.Config{DataDir: dir, NodeID: 1, Bind: "127.0.0.1:0", Advertise: "127.0.0.1:9092", WALProfile: "low",
-		SegmentBytes: 64 << 10, SegmentMs: 1 << 40, RetentionMs: -1, RetentionBytes: -1}
+	return &config.Config{DataDir: dir, NodeID: 1, Bind: "127.0.0.1:0", Advertise: "127.0.0.1:0", WALProfile: "low",
+		ProduceProfile: "low-latency", SegmentBytes: 64 << 10, SegmentMs: 1 << 40, RetentionMs: -1, RetentionBytes: -1,
+		NumPartitions: 1, AutoCreateTopics: true, SocketRequestMaxBytes: 100 << 20}
 }
 
 // running starts a server and returns a stop function.
@@ -52,7 +53,7 @@ func running(t *testing.T, cfg *config.Config) (*Server, func()) {
 	}
 }
 
-func waitLeader(t *testing.T, s *Server, topic string, idx int32) *Partition {
+func waitLeader(t *testing.T, s *Server, topic string, idx int32) *partition.Partition {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -65,24 +66,19 @@ func waitLeader(t *testing.T, s *Server, topic string, idx int32) *Partition {
 	return nil
 }
 
-// produce appends one batch of n records through the partition's group, as
-// the produce path does, and returns its base offset.
-func produce(t *testing.T, p *Partition, n int) (int64, error) {
+// produce appends one batch of n records through the partition's produce
+// path with acks=all and returns its base offset.
+func produce(t *testing.T, p *partition.Partition, n int) (int64, error) {
 	t.Helper()
 	recs := make([]records.Record, n)
 	for i := range recs {
 		recs[i] = records.Record{Value: []byte("value")}
 	}
 	batch := records.Build(0, time.Now().UnixMilli(), recs)
-	data := append([]byte{records.EntryBatches}, batch...)
-	prop := raftlog.NewProposal(data, func(base int64, term uint64) int64 {
-		records.Patch(data[1:], base, int32(term))
-		return int64(n)
-	}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := p.Group.ProposeWait(ctx, prop)
-	return r.BaseOffset, err
+	r := p.Produce(ctx, batch, -1)(ctx)
+	return r.BaseOffset, r.Err
 }
 
 func TestTopicLifecycleAndRestart(t *testing.T) {

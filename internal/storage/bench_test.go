@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/sys/unix"
 
 	"github.com/chronik-go/chronik/internal/wal"
 )
@@ -114,4 +116,55 @@ func benchAppend(b *testing.B, profile string, writers, parts, size int) {
 		b.ReportMetric(float64(l[len(l)/2].Microseconds()), "p50-us")
 		b.ReportMetric(float64(l[len(l)*99/100].Microseconds()), "p99-us")
 	}
+}
+
+// BenchmarkRawDisk measures the disk under the test directory without
+// Chronik, as the baseline for BenchmarkAppend:
+//   - seq-1MiB-fdatasync: sequential 1 MiB writes, fdatasync after each (MB/s);
+//   - append-300B-fdatasync: one writer appending 300 bytes and calling
+//     fdatasync each time (latency percentiles).
+func BenchmarkRawDisk(b *testing.B) {
+	b.Run("seq-1MiB-fdatasync", func(b *testing.B) {
+		f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 1<<20)
+		b.SetBytes(int64(len(buf)))
+		b.ResetTimer()
+		for range b.N {
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Fdatasync(int(f.Fd())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("append-300B-fdatasync", func(b *testing.B) {
+		f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 300)
+		lats := make([]time.Duration, 0, b.N)
+		b.SetBytes(int64(len(buf)))
+		b.ResetTimer()
+		for range b.N {
+			start := time.Now()
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Fdatasync(int(f.Fd())); err != nil {
+				b.Fatal(err)
+			}
+			lats = append(lats, time.Since(start))
+		}
+		b.StopTimer()
+		slices.Sort(lats)
+		b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-us")
+		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-us")
+	})
 }

@@ -136,8 +136,9 @@ func decodeCheckpoint(b []byte) (*tailState, error) {
 	return t, nil
 }
 
-// writeFileAtomic replaces dir/name with b durably.
-func writeFileAtomic(dir, name string, b []byte) error {
+// WriteFileAtomic replaces dir/name with b durably: temp file, fsync,
+// rename, directory fsync.
+func WriteFileAtomic(dir, name string, b []byte) error {
 	if err := writeTemp(dir, name+".tmp", b); err != nil {
 		return err
 	}

@@ -171,6 +171,34 @@ type Log struct {
 	gen  uint64
 }
 
+// Reconfigure changes the options that may change while the log is open:
+// segment size and age, index interval, retention. Others are ignored.
+func (l *Log) Reconfigure(o Options) error {
+	next := l.opts
+	if o.SegmentBytes != 0 {
+		next.SegmentBytes = o.SegmentBytes
+	}
+	if o.SegmentAge != 0 {
+		next.SegmentAge = o.SegmentAge
+	}
+	if o.IndexIntervalBytes != 0 {
+		next.IndexIntervalBytes = o.IndexIntervalBytes
+	}
+	if o.RetentionAge != 0 {
+		next.RetentionAge = o.RetentionAge
+	}
+	if o.RetentionBytes != 0 {
+		next.RetentionBytes = o.RetentionBytes
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.opts = next
+	l.mu.Unlock()
+	return nil
+}
+
 // Name returns the log's name (its directory name).
 func (l *Log) Name() string { return l.name }
 

@@ -27,14 +27,25 @@ func (l *Log) EndOffset() int64 {
 func (l *Log) LogStartOffset() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cur.logStart
+	return l.logStartLocked()
 }
+
+// logStartLocked is the Kafka log-start offset: the last one recorded, but
+// never before the first segment. mu held.
+func (l *Log) logStartLocked() int64 { return max(l.cur.logStart, l.segs[0].baseOffset) }
 
 // DurableIndex returns the last Raft index known to be durable.
 func (l *Log) DurableIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.durable.lastIndex
+}
+
+// WaitIdle waits until every submitted write completed (durable or failed).
+func (l *Log) WaitIdle() {
+	l.mu.Lock()
+	l.waitIdle()
+	l.mu.Unlock()
 }
 
 // EndOffsetAt returns the Kafka end offset after entry i (the high
@@ -79,8 +90,8 @@ type Batch struct {
 // that a consumer can make progress past a batch larger than its limit.
 func (l *Log) ReadRecords(offset int64, maxBytes int, limit int64) ([]Batch, error) {
 	l.mu.Lock()
-	if offset < l.cur.logStart || offset > l.cur.endOffset {
-		start, end := l.cur.logStart, l.cur.endOffset
+	if offset < l.logStartLocked() || offset > l.cur.endOffset {
+		start, end := l.logStartLocked(), l.cur.endOffset
 		l.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
 	}
@@ -144,7 +155,7 @@ func (l *Log) ReadRecords(offset int64, maxBytes int, limit int64) ([]Batch, err
 func (l *Log) offsetReadErr(err error, offset int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if offset < l.cur.logStart {
+	if offset < l.logStartLocked() {
 		return fmt.Errorf("%w: %d deleted while reading", ErrOffsetOutOfRange, offset)
 	}
 	return err
@@ -168,11 +179,11 @@ func (l *Log) OffsetForTimestamp(ts int64) (Batch, bool, error) {
 		if s.wf != nil {
 			maxT, end = l.cur.maxTs, s.wf.Written()
 		}
-		if maxT >= ts && s.endOffset > l.cur.logStart || s.wf != nil && maxT >= ts {
+		if maxT >= ts && (s.endOffset > l.logStartLocked() || s.wf != nil) {
 			cands = append(cands, cand{s, maxT, s.tidx.n, end})
 		}
 	}
-	logStart := l.cur.logStart
+	logStart := l.logStartLocked()
 	l.mu.Unlock()
 	for _, c := range cands {
 		pos := int64(segmentHeaderSize)
@@ -220,7 +231,7 @@ func (l *Log) AdvanceLogStart(ctx context.Context, offset int64) error {
 		l.appendMu.Unlock()
 		return fmt.Errorf("%w: log start %d beyond end %d", ErrOffsetOutOfRange, offset, end)
 	}
-	if offset <= l.cur.logStart {
+	if offset <= l.logStartLocked() {
 		l.mu.Unlock()
 		l.appendMu.Unlock()
 		return nil
@@ -450,7 +461,7 @@ func (l *Log) checkpointLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(l.dir, checkpointFile, b); err != nil {
+	if err := WriteFileAtomic(l.dir, checkpointFile, b); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", l.name, err)
 	}
 	l.ckpt = st

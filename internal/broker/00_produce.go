@@ -1,0 +1,128 @@
+package broker
+
+// Produce (key 0), versions 3–13.
+//
+// Batches are validated (frame, CRC-32C, one batch per partition, size,
+// record count, no client control batches) and stored as sent; only
+// baseOffset and partitionLeaderEpoch are patched. The partitions of a
+// request are proposed on the connection's reader goroutine, so produce
+// requests of one connection are appended in order, while their waits for
+// durability overlap in separate goroutines. acks=1 answers once the leader
+// has the batch durably (per the WAL profile), acks=all once it is
+// committed (bounded by the request timeout), acks=0 not at all — unless a
+// partition failed, in which case the connection is closed, as Kafka does.
+// Idempotent producers get Kafka's sequence and epoch errors, and a
+// duplicate is answered with the offset of the original.
+// Deliberate gaps: versions 0–2 (legacy message sets) are not served, as in
+// Kafka 4; transactional batches are refused (INVALID_TXN_STATE) until
+// transactions land.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/partition"
+	"github.com/chronik-go/chronik/internal/protocol"
+)
+
+func (b *Broker) handleProduce(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+	req := r.(*kmsg.ProduceRequest)
+	resp := kmsg.NewPtrProduceResponse()
+	resp.SetVersion(h.Version)
+	type slot struct {
+		rp   *kmsg.ProduceResponseTopicPartition
+		wait func(context.Context) partition.ProduceResult
+	}
+	var slots []slot
+	ackErr := error(nil)
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+		ackErr = kerr.InvalidRequiredAcks
+	}
+	for _, rt := range req.Topics {
+		name := rt.Topic
+		topicErr := ackErr
+		if h.Version >= 13 {
+			if t, ok := b.topicByID(rt.TopicID); ok {
+				name = t.Name
+			} else if topicErr == nil {
+				topicErr = kerr.UnknownTopicID
+			}
+		}
+		respTopic := kmsg.ProduceResponseTopic{Topic: rt.Topic, TopicID: rt.TopicID}
+		resp.Topics = append(resp.Topics, respTopic)
+		rtp := &resp.Topics[len(resp.Topics)-1]
+		rtp.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			out := &rtp.Partitions[i]
+			*out = kmsg.ProduceResponseTopicPartition{Partition: rp.Partition, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1}
+			err := topicErr
+			var p *partition.Partition
+			if err == nil {
+				p, err = b.localLeader(name, rp.Partition)
+			}
+			if err != nil {
+				setProduceErr(out, err)
+				continue
+			}
+			slots = append(slots, slot{rp: out, wait: p.Produce(ctx, rp.Records, req.Acks)})
+		}
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	wait := func() kmsg.Response {
+		wctx := ctx
+		if req.Acks == -1 {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, max(timeout, time.Millisecond))
+			defer cancel()
+		}
+		failed := false
+		for _, s := range slots {
+			pr := s.wait(wctx)
+			if pr.Err != nil {
+				setProduceErr(s.rp, pr.Err)
+				failed = true
+				continue
+			}
+			s.rp.BaseOffset, s.rp.LogAppendTime, s.rp.LogStartOffset = pr.BaseOffset, pr.LogAppendTime, pr.LogStartOffset
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				failed = failed || p.ErrorCode != 0
+			}
+		}
+		if req.Acks == 0 && !failed {
+			return nil
+		}
+		return resp
+	}
+	return result{wait: wait, noResponse: req.Acks == 0}
+}
+
+func setProduceErr(rp *kmsg.ProduceResponseTopicPartition, err error) {
+	rp.ErrorCode = codeOf(err)
+	rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = -1, -1, -1
+	rp.ErrorMessage = messageOf(err)
+}
+
+// localLeader returns the local partition if this node leads it, or the
+// Kafka error a client should see.
+func (b *Broker) localLeader(topic string, index int32) (*partition.Partition, error) {
+	t, ok := b.node.Meta().Topic(topic)
+	if !ok || index < 0 || int(index) >= len(t.Partitions) {
+		return nil, kerr.UnknownTopicOrPartition
+	}
+	p, ok := b.node.Partition(topic, index)
+	if !ok {
+		if leader, _ := b.node.Leader(topic, index); leader < 0 {
+			return nil, kerr.LeaderNotAvailable
+		}
+		return nil, kerr.NotLeaderForPartition
+	}
+	if !p.Group.Status().IsLeader {
+		return nil, kerr.NotLeaderForPartition
+	}
+	return p, nil
+}

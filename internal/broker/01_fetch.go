@@ -1,0 +1,133 @@
+package broker
+
+// Fetch (key 1), versions 4–17.
+//
+// Reads committed record batches (up to the high watermark; the last stable
+// offset equals it until transactions land) as they are stored, the first
+// one whole even when larger than the limits (KIP-74). Long poll: the
+// response waits until min_bytes are available, the max wait passes, or a
+// partition errors; it wakes on high-watermark changes. Per-partition and
+// per-response byte limits are honoured. Out-of-range offsets get
+// OFFSET_OUT_OF_RANGE with the log start offset, so the consumer's reset
+// policy applies. current_leader_epoch (v9+) is checked (FENCED_LEADER_EPOCH
+// / UNKNOWN_LEADER_EPOCH). Topic ids replace names from v13.
+// Fetch sessions (KIP-227) are refused the way Kafka refuses them when its
+// cache is full: a new session request gets session id 0 and clients fall
+// back to full fetches; an incremental request for a session we never gave
+// gets FETCH_SESSION_ID_NOT_FOUND. Follower fetching (replica ids) is not
+// served: replication is Raft's.
+
+import (
+	"context"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/partition"
+	"github.com/chronik-go/chronik/internal/protocol"
+)
+
+func (b *Broker) handleFetch(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+	req := r.(*kmsg.FetchRequest)
+	return result{wait: func() kmsg.Response { return b.fetch(ctx, h.Version, req) }}
+}
+
+func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchRequest) kmsg.Response {
+	resp := kmsg.NewPtrFetchResponse()
+	resp.SetVersion(version)
+	if req.SessionID != 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp
+	}
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = 1
+	}
+	for {
+		resp.Topics = resp.Topics[:0]
+		total, failed := 0, false
+		var waits []<-chan struct{}
+		for _, rt := range req.Topics {
+			name := rt.Topic
+			var topicErr *kerr.Error
+			if version >= 13 {
+				if t, ok := b.topicByID(rt.TopicID); ok {
+					name = t.Name
+				} else {
+					topicErr = kerr.UnknownTopicID
+				}
+			}
+			ot := kmsg.FetchResponseTopic{Topic: rt.Topic, TopicID: rt.TopicID}
+			for _, rp := range rt.Partitions {
+				// An empty record set is sent as zero bytes, never as null:
+				// librdkafka rejects a null record set.
+				op := kmsg.FetchResponseTopicPartition{Partition: rp.Partition, HighWatermark: -1, LastStableOffset: -1, LogStartOffset: -1,
+					PreferredReadReplica: -1, RecordBatches: []byte{}}
+				err := error(topicErr)
+				if topicErr == nil {
+					var p *partition.Partition
+					if p, err = b.localLeader(name, rp.Partition); err == nil {
+						err = checkEpoch(p, rp.CurrentLeaderEpoch)
+					}
+					if err == nil {
+						waits = append(waits, p.Group.HighWatermarkChanged())
+						limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
+						var rr partition.ReadResult
+						rr, err = p.Read(rp.FetchOffset, limit, total == 0)
+						op.HighWatermark, op.LastStableOffset, op.LogStartOffset = rr.HighWatermark, rr.LastStable, rr.LogStartOffset
+						if rr.Records != nil {
+							op.RecordBatches = rr.Records
+						}
+						total += len(rr.Records)
+					}
+				}
+				if err != nil {
+					op.ErrorCode = codeOf(err)
+					failed = true
+				}
+				ot.Partitions = append(ot.Partitions, op)
+			}
+			resp.Topics = append(resp.Topics, ot)
+		}
+		if failed || total >= int(req.MinBytes) || !time.Now().Before(deadline) || len(waits) == 0 {
+			return resp
+		}
+		if !waitAny(ctx, waits, deadline) {
+			// Context ended: answer with what there is.
+			return resp
+		}
+	}
+}
+
+// waitAny waits until one of chans is closed or the deadline passes; false
+// means ctx ended.
+func waitAny(ctx context.Context, chans []<-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	cases := make([]reflect.SelectCase, 0, len(chans)+2)
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+	for _, c := range chans {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
+	}
+	i, _, _ := reflect.Select(cases)
+	return i != 0
+}
+
+// checkEpoch compares a client's current leader epoch with the partition's.
+func checkEpoch(p *partition.Partition, epoch int32) error {
+	if epoch < 0 {
+		return nil
+	}
+	cur := int32(p.Group.Status().Term)
+	switch {
+	case epoch < cur:
+		return kerr.FencedLeaderEpoch
+	case epoch > cur:
+		return kerr.UnknownLeaderEpoch
+	}
+	return nil
+}

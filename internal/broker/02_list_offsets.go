@@ -1,0 +1,51 @@
+package broker
+
+// ListOffsets (key 2), versions 1–10.
+//
+// Earliest (-2) is the log start offset (DeleteRecords and retention aware),
+// latest (-1) the high watermark, max timestamp (-3, v7+) the first record
+// with the largest timestamp, earliest-local (-4) equals earliest (no
+// tiering), latest-tiered (-5) has no offset. A timestamp finds the first
+// record at or after it through the time index and, inside its batch, the
+// record itself (decompressing when needed). current_leader_epoch (v4+) is
+// checked. Deliberate gap: v0 (old-style offset lists) is not served, as in
+// Kafka 4.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/protocol"
+)
+
+func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+	req := r.(*kmsg.ListOffsetsRequest)
+	resp := kmsg.NewPtrListOffsetsResponse()
+	resp.SetVersion(h.Version)
+	for _, rt := range req.Topics {
+		ot := kmsg.ListOffsetsResponseTopic{Topic: rt.Topic}
+		for _, rp := range rt.Partitions {
+			op := kmsg.ListOffsetsResponseTopicPartition{Partition: rp.Partition, Offset: -1, Timestamp: -1, LeaderEpoch: -1}
+			p, err := b.localLeader(rt.Topic, rp.Partition)
+			if err == nil {
+				err = checkEpoch(p, rp.CurrentLeaderEpoch)
+			}
+			if err == nil && rp.Timestamp == -3 && h.Version < 7 {
+				err = kerr.UnsupportedVersion
+			}
+			if err == nil {
+				op.Offset, op.Timestamp, err = p.ListOffset(rp.Timestamp)
+				op.LeaderEpoch = int32(p.Group.Status().Term)
+			}
+			if err != nil {
+				op.ErrorCode = codeOf(err)
+				op.Offset, op.Timestamp, op.LeaderEpoch = -1, -1, -1
+			}
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return result{resp: resp}
+}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/meta"
+)
+
+// The methods here make *Server the broker.Node the Kafka layer serves.
+
+// NodeID is this broker's id.
+func (s *Server) NodeID() int32 { return s.cfg.NodeID }
+
+// Config is the static configuration.
+func (s *Server) Config() *config.Config { return s.cfg }
+
+// DataDir is the data directory.
+func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// ControllerID is the metadata group's leader (-1 during an election).
+func (s *Server) ControllerID() int32 {
+	if st := s.metaGroup.Status(); st.Leader != 0 {
+		return int32(st.Leader)
+	}
+	return -1
+}
+
+// Leader returns a partition's leader and epoch, or -1 and -1.
+func (s *Server) Leader(topic string, index int32) (int32, int32) {
+	p, ok := s.Partition(topic, index)
+	if !ok {
+		return -1, -1
+	}
+	st := p.Group.Status()
+	if st.Leader == 0 {
+		return -1, -1
+	}
+	return int32(st.Leader), int32(st.Term)
+}
+
+// WaitTopic waits until every local partition of topic serves with a leader.
+func (s *Server) WaitTopic(ctx context.Context, topic string) error {
+	for {
+		t, ok := s.meta.Topic(topic)
+		if !ok {
+			return fmt.Errorf("topic %q does not exist", topic)
+		}
+		ready := true
+		for _, p := range t.Partitions {
+			if leader, _ := s.Leader(topic, p.Index); leader < 0 {
+				ready = false
+				break
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// pidBlockSize is how many producer ids a broker reserves at a time.
+const pidBlockSize = 1000
+
+// producerIDs hands out producer ids from blocks reserved in the metadata
+// log, so ids are unique across brokers and restarts.
+type producerIDs struct {
+	mu         sync.Mutex
+	next, last int64 // [next, last)
+}
+
+// AllocateProducerID returns a fresh producer id.
+func (s *Server) AllocateProducerID(ctx context.Context) (int64, error) {
+	s.pids.mu.Lock()
+	defer s.pids.mu.Unlock()
+	if s.pids.next >= s.pids.last {
+		idx, err := s.ProposeMeta(ctx, &meta.Command{Op: meta.OpAllocateProducerIDs, Broker: &meta.Broker{ID: s.cfg.NodeID}, Count: pidBlockSize})
+		if err != nil {
+			return -1, err
+		}
+		first, n, ok := s.meta.ProducerIDBlock(idx)
+		if !ok {
+			return -1, fmt.Errorf("producer id block at %d not found", idx)
+		}
+		s.pids.next, s.pids.last = first, first+n
+	}
+	id := s.pids.next
+	s.pids.next++
+	return id, nil
+}
+
+// initClusterID gives the cluster its id on first start.
+func (s *Server) initClusterID(ctx context.Context) error {
+	if s.meta.ClusterID() != "" {
+		return nil
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	_, err := s.ProposeMeta(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: base64.RawURLEncoding.EncodeToString(id[:])})
+	return err
+}
