@@ -142,6 +142,38 @@ func BenchmarkRawDisk(b *testing.B) {
 			}
 		}
 	})
+	for _, files := range []int{16, 256} {
+		// The pattern of a round that touches many partitions: 16 KiB to
+		// each of N files, then all their fdatasyncs concurrently.
+		b.Run(fmt.Sprintf("files-%d-16KiB-fdatasync", files), func(b *testing.B) {
+			dir := b.TempDir()
+			fs := make([]*os.File, files)
+			for i := range fs {
+				f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				fs[i] = f
+			}
+			buf := make([]byte, 16<<10)
+			b.SetBytes(int64(len(buf) * files))
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				for _, f := range fs {
+					if _, err := f.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, f := range fs {
+					wg.Add(1)
+					go func() { defer wg.Done(); _ = unix.Fdatasync(int(f.Fd())) }()
+				}
+				wg.Wait()
+			}
+		})
+	}
 	b.Run("append-300B-fdatasync", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
 		if err != nil {
