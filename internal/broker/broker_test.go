@@ -286,7 +286,7 @@ func TestBadRequestsCloseOnlyTheirConnection(t *testing.T) {
 			}
 			if _, _, err := c.recv(t); err == nil {
 				t.Fatal("the broker answered instead of closing the connection")
-			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				t.Fatal("the broker neither answered nor closed the connection")
 			}
 		})

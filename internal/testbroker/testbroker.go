@@ -1,11 +1,11 @@
-// Package testbroker starts real Chronik brokers for tests: in-process
-// (Start) or as a child process of the real binary (Process), on loopback
-// ports chosen by the kernel, with data in the test's temp directory. It is
+// Package testbroker starts real Chronik brokers for tests, in-process, on
+// loopback ports chosen by the kernel, with data in a temp directory. It is
 // imported only by tests.
 package testbroker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -28,20 +28,16 @@ func Config(dir string) *config.Config {
 type Broker struct {
 	*server.Server
 	Addr string
-	stop func()
+	stop func() error
 }
 
-// Stop shuts the broker down and waits for it.
-func (b *Broker) Stop() { b.stop() }
+// Stop shuts the broker down and waits for it; it may be called again.
+func (b *Broker) Stop() error { return b.stop() }
 
-// Start runs a broker with cfg (Config(t.TempDir()) when nil) until the
-// test ends. Set CHRONIK_TEST_LOG=1 to see its log.
-func Start(t testing.TB, cfg *config.Config) *Broker {
-	t.Helper()
-	if cfg == nil {
-		cfg = Config(t.TempDir())
-	}
-	var w io.Writer = io.Discard
+// Run starts a broker and waits until it serves. Set CHRONIK_TEST_LOG=1 to
+// see its log.
+func Run(cfg *config.Config) (*Broker, error) {
+	w := io.Discard
 	if os.Getenv("CHRONIK_TEST_LOG") != "" {
 		w = os.Stderr
 	}
@@ -54,27 +50,41 @@ func Start(t testing.TB, cfg *config.Config) *Broker {
 		select {
 		case err := <-errc:
 			cancel()
-			t.Fatalf("broker stopped during start-up: %v", err)
+			return nil, errors.Join(errors.New("broker stopped during start-up"), err)
 		default:
 		}
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatal("broker not ready after 30s")
+			return nil, errors.New("broker not ready after 30s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	stopped := false
-	b := &Broker{Server: s, Addr: s.Addr().String()}
-	b.stop = func() {
-		if stopped {
-			return
+	stopped, result := false, error(nil)
+	return &Broker{Server: s, Addr: s.Addr().String(), stop: func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			result = <-errc
 		}
-		stopped = true
-		cancel()
-		if err := <-errc; err != nil {
+		return result
+	}}, nil
+}
+
+// Start runs a broker with cfg (Config(t.TempDir()) when nil) until the
+// test ends.
+func Start(t testing.TB, cfg *config.Config) *Broker {
+	t.Helper()
+	if cfg == nil {
+		cfg = Config(t.TempDir())
+	}
+	b, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Stop(); err != nil {
 			t.Errorf("broker: %v", err)
 		}
-	}
-	t.Cleanup(b.stop)
+	})
 	return b
 }

@@ -1,0 +1,102 @@
+"""confluent-kafka-python (librdkafka) driver of the compat tests.
+
+Reads one JSON request on stdin, does it against the broker, prints one JSON
+result on stdout. Bytes travel as base64; null stays null.
+"""
+import base64
+import json
+import sys
+import time
+
+import confluent_kafka
+from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+
+def dec(s):
+    return None if s is None else base64.b64decode(s)
+
+
+def enc(b):
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def produce(req):
+    conf = {"bootstrap.servers": req["bootstrap"], "compression.type": req.get("codec", "none"),
+            "enable.idempotence": req.get("idempotent", False), "message.max.bytes": 8 << 20,
+            "linger.ms": 5, "acks": "all"}
+    p = Producer(conf)
+    out = [None] * len(req["records"])
+
+    def report(i):
+        def cb(err, msg):
+            out[i] = {"error": str(err)} if err else {"partition": msg.partition(), "offset": msg.offset()}
+        return cb
+
+    for i, r in enumerate(req["records"]):
+        headers = [(h["key"], dec(h["value"])) for h in r.get("headers") or []]
+        while True:
+            try:
+                p.produce(req["topic"], key=dec(r["key"]), value=dec(r["value"]), partition=r["partition"],
+                          headers=headers or None, on_delivery=report(i))
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    p.flush(60)
+    return out
+
+
+def consume(req):
+    c = Consumer({"bootstrap.servers": req["bootstrap"], "group.id": "compat-unused", "enable.auto.commit": False,
+                  "fetch.message.max.bytes": 8 << 20, "fetch.wait.max.ms": 100})
+    md = c.list_topics(req["topic"], timeout=20)
+    parts = sorted(md.topics[req["topic"]].partitions)
+    c.assign([TopicPartition(req["topic"], p, OFFSET_BEGINNING) for p in parts])
+    got, deadline = [], time.time() + 60
+    while len(got) < req["n"] and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            raise RuntimeError(str(m.error()))
+        got.append({"partition": m.partition(), "offset": m.offset(), "key": enc(m.key()), "value": enc(m.value()),
+                    "headers": [{"key": k, "value": enc(v)} for k, v in (m.headers() or [])]})
+    c.close()
+    return got
+
+
+def admin(req):
+    a = AdminClient({"bootstrap.servers": req["bootstrap"]})
+    op, topic = req["op"], req["topic"]
+    if op == "create_topic":
+        fs = a.create_topics([NewTopic(topic, req["partitions"], 1, config=req["configs"])])
+        fs[topic].result(30)
+        return {}
+    if op == "describe_config":
+        fs = a.describe_configs([ConfigResource("topic", topic)])
+        entries = list(fs.values())[0].result(30)
+        e = entries.get(req["key"])
+        return {"value": e.value if e else None}
+    if op == "alter_config":
+        # librdkafka 2.0 has only the non-incremental AlterConfigs: it
+        # replaces the topic's overrides, so send the whole wanted set.
+        fs = a.alter_configs([ConfigResource("topic", topic, set_config={req["key"]: req["value"]})])
+        list(fs.values())[0].result(30)
+        return {}
+    if op == "delete_topic":
+        a.delete_topics([topic])[topic].result(30)
+        return {}
+    raise ValueError(op)
+
+
+def main():
+    req = json.load(sys.stdin)
+    if req["op"] == "version":
+        print(json.dumps({"version": "%s, librdkafka %s" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])}))
+        return
+    fn = {"produce": produce, "consume": consume}.get(req["op"], admin)
+    print(json.dumps(fn(req)))
+
+
+main()

@@ -1,0 +1,91 @@
+"""kafka-python driver of the compat tests (JSON on stdin and stdout)."""
+import base64
+import json
+import sys
+import time
+
+import kafka
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+
+
+def dec(s):
+    return None if s is None else base64.b64decode(s)
+
+
+def enc(b):
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def produce(req):
+    codec = req.get("codec", "none")
+    p = KafkaProducer(bootstrap_servers=req["bootstrap"], acks="all", linger_ms=5, max_request_size=8 << 20,
+                      compression_type=None if codec == "none" else codec)
+    futures = []
+    for r in req["records"]:
+        headers = [(h["key"], dec(h["value"])) for h in r.get("headers") or []]
+        futures.append(p.send(req["topic"], key=dec(r["key"]), value=dec(r["value"]), partition=r["partition"], headers=headers))
+    p.flush(60)
+    out = []
+    for f in futures:
+        md = f.get(timeout=60)
+        out.append({"partition": md.partition, "offset": md.offset})
+    p.close()
+    return out
+
+
+def consume(req):
+    c = KafkaConsumer(bootstrap_servers=req["bootstrap"], enable_auto_commit=False, group_id=None,
+                      max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=100)
+    parts = sorted(c.partitions_for_topic(req["topic"]) or [])
+    tps = [TopicPartition(req["topic"], p) for p in parts]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    got, deadline = [], time.time() + 60
+    while len(got) < req["n"] and time.time() < deadline:
+        for tp, msgs in c.poll(timeout_ms=500).items():
+            for m in msgs:
+                got.append({"partition": m.partition, "offset": m.offset, "key": enc(m.key), "value": enc(m.value),
+                            "headers": [{"key": k, "value": enc(v)} for k, v in (m.headers or [])]})
+    c.close()
+    return got
+
+
+def admin(req):
+    a = KafkaAdminClient(bootstrap_servers=req["bootstrap"])
+    op, topic = req["op"], req["topic"]
+    try:
+        if op == "create_topic":
+            a.create_topics([NewTopic(topic, req["partitions"], 1, topic_configs=req["configs"])])
+            return {}
+        if op == "describe_config":
+            resp = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            for res in resp[0].resources:
+                for entry in res[4]:
+                    if entry[0] == req["key"]:
+                        return {"value": entry[1]}
+            return {"value": None}
+        if op == "alter_config":
+            resp = a.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={req["key"]: req["value"]})])
+            for res in resp.resources:
+                if res[0] != 0:
+                    raise RuntimeError("alter_configs error %d %s" % (res[0], res[1]))
+            return {}
+        if op == "delete_topic":
+            a.delete_topics([topic])
+            return {}
+    finally:
+        a.close()
+    raise ValueError(op)
+
+
+def main():
+    req = json.load(sys.stdin)
+    if req["op"] == "version":
+        print(json.dumps({"version": kafka.__version__}))
+        return
+    fn = {"produce": produce, "consume": consume}.get(req["op"], admin)
+    print(json.dumps(fn(req)))
+
+
+main()

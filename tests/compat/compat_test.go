@@ -1,0 +1,379 @@
+// Package compat proves Chronik against real Kafka clients: librdkafka
+// (kcat, confluent-kafka-python), kafka-python, kafkajs, sarama,
+// segmentio/kafka-go and franz-go. Every client produces records that
+// franz-go reads back byte for byte, and consumes records franz-go wrote,
+// with the exact offsets; admin operations are checked where the client has
+// them. The run writes the client × feature matrix of docs/COMPATIBILITY.md:
+// a full run fails when the committed file differs from what it observed.
+package compat
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-go/chronik/internal/testbroker"
+)
+
+// Features of the matrix, in column order.
+var features = []string{"produce", "consume", "gzip", "snappy", "lz4", "zstd", "1 MiB record", "12 partitions", "idempotent", "create topic", "describe configs", "alter config", "delete topic"}
+
+// matrix records what each client did with each feature.
+type matrix struct {
+	mu    sync.Mutex
+	cells map[string]map[string]string // client -> feature -> "pass" | "FAIL" | "n/a: why"
+	notes map[string]string            // client -> version
+}
+
+var results = &matrix{cells: map[string]map[string]string{}, notes: map[string]string{}}
+
+func (m *matrix) set(client, feature, v string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cells[client] == nil {
+		m.cells[client] = map[string]string{}
+	}
+	m.cells[client][feature] = v
+}
+
+func (m *matrix) version(client, v string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notes[client] = v
+}
+
+func (m *matrix) render() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("# Client compatibility\n\n")
+	b.WriteString("Written by `go test ./tests/compat` (`make compat-doc` rewrites it); a full run fails when this file differs from what\n")
+	b.WriteString("it observed. Each cell is one subtest against a real Chronik broker: *produce* means records with keys, null values\n")
+	b.WriteString("and headers produced by the client are read back by franz-go byte for byte at the offsets the client was given;\n")
+	b.WriteString("*consume* means the client reads back exactly what franz-go wrote, offsets included; codecs, the 1 MiB record and\n")
+	b.WriteString("the 12 partitions are round trips through the client; *idempotent* uses the client's idempotent producer; the admin\n")
+	b.WriteString("columns use the client's admin API and are checked against the broker's state. n/a means the client has no such\n")
+	b.WriteString("feature.\n\n")
+	clients := make([]string, 0, len(m.cells))
+	for c := range m.cells {
+		clients = append(clients, c)
+	}
+	sort.Strings(clients)
+	b.WriteString("| client | " + strings.Join(features, " | ") + " |\n|---|" + strings.Repeat("---|", len(features)) + "\n")
+	var notes []string
+	for _, c := range clients {
+		b.WriteString("| " + c)
+		if v := m.notes[c]; v != "" {
+			b.WriteString(" (" + v + ")")
+		}
+		for _, f := range features {
+			v, ok := m.cells[c][f]
+			switch {
+			case !ok:
+				v = "not run"
+			case strings.HasPrefix(v, "n/a: "):
+				notes = append(notes, fmt.Sprintf("- %s, %s: %s", c, f, strings.TrimPrefix(v, "n/a: ")))
+				v = "n/a"
+			}
+			b.WriteString(" | " + v)
+		}
+		b.WriteString(" |\n")
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nWhy n/a:\n\n" + strings.Join(notes, "\n") + "\n")
+	}
+	return b.String()
+}
+
+var updateDoc = flag.Bool("update", false, "rewrite docs/COMPATIBILITY.md from this run")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "chronik-compat-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	b, err := testbroker.Run(testbroker.Config(dir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sharedAddr = b.Addr
+	code := m.Run()
+	if err := b.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "broker:", err)
+		code = 1
+	}
+	_ = os.RemoveAll(dir)
+	full := flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == ""
+	path := filepath.Join("..", "..", "docs", "COMPATIBILITY.md")
+	doc := results.render()
+	switch {
+	case *updateDoc:
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	case full && code == 0:
+		old, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(old, []byte(doc)) {
+			fmt.Fprintf(os.Stderr, "docs/COMPATIBILITY.md differs from this run; run make compat-doc\n--- observed:\n%s", doc)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// cell runs fn as the subtest client/feature and records its outcome.
+func cell(t *testing.T, client, feature string, fn func(t *testing.T)) {
+	t.Helper()
+	if !slices.Contains(features, feature) {
+		t.Fatalf("unknown feature %q", feature)
+	}
+	t.Run(feature, func(t *testing.T) {
+		ok := false
+		defer func() {
+			if ok && !t.Failed() {
+				results.set(client, feature, "pass")
+			} else {
+				results.set(client, feature, "FAIL")
+			}
+		}()
+		fn(t)
+		ok = true
+	})
+}
+
+// notApplicable records a feature the client does not have.
+func notApplicable(client, feature, why string) { results.set(client, feature, "n/a: "+why) }
+
+// rec is a record as every driver sees it. Nil key or value means null.
+type rec struct {
+	Partition int32    `json:"partition"`
+	Offset    int64    `json:"offset"`
+	Key       *string  `json:"key"`   // base64
+	Value     *string  `json:"value"` // base64
+	Headers   []header `json:"headers,omitempty"`
+}
+
+type header struct {
+	Key   string  `json:"key"`
+	Value *string `json:"value"` // base64
+}
+
+func b64(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return &s
+}
+
+func unb64(s *string) []byte {
+	if s == nil {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(*s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (r rec) String() string {
+	return fmt.Sprintf("p%d@%d key=%q value=%d bytes headers=%d", r.Partition, r.Offset, unb64(r.Key), len(unb64(r.Value)), len(r.Headers))
+}
+
+// sameContent compares key, value and headers.
+func sameContent(a, b rec) bool {
+	if !bytes.Equal(unb64(a.Key), unb64(b.Key)) || (a.Key == nil) != (b.Key == nil) {
+		return false
+	}
+	if !bytes.Equal(unb64(a.Value), unb64(b.Value)) || (a.Value == nil) != (b.Value == nil) {
+		return false
+	}
+	if len(a.Headers) != len(b.Headers) {
+		return false
+	}
+	for i := range a.Headers {
+		if a.Headers[i].Key != b.Headers[i].Key || !bytes.Equal(unb64(a.Headers[i].Value), unb64(b.Headers[i].Value)) {
+			return false
+		}
+	}
+	return true
+}
+
+// sampleRecords builds n records over parts partitions with keys, a null
+// value, a null key and headers.
+func sampleRecords(n int, parts int32, withHeaders bool) []rec {
+	out := make([]rec, n)
+	for i := range out {
+		r := rec{Partition: int32(i) % parts, Key: b64([]byte(fmt.Sprintf("key-%d", i))), Value: b64([]byte(fmt.Sprintf("value-%d-%s", i, strings.Repeat("v", i%50))))}
+		if withHeaders {
+			r.Headers = []header{{Key: "h1", Value: b64([]byte(fmt.Sprint(i)))}, {Key: "h2", Value: b64([]byte("x"))}}
+		}
+		switch i {
+		case 3:
+			r.Value = nil
+		case 4:
+			r.Key = nil
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// sharedAddr is the broker every compat test talks to (started by TestMain).
+var sharedAddr string
+
+func addr(*testing.T) string { return sharedAddr }
+
+// newTopic creates a fresh topic for one subtest.
+func newTopic(t *testing.T, partitions int32, cfg map[string]*string) string {
+	t.Helper()
+	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
+	adm := kadm.NewClient(kgoClient(t))
+	r, err := adm.CreateTopic(ctx(t), partitions, 1, cfg, name)
+	if err != nil || r.Err != nil {
+		t.Fatalf("create topic %s: %v %v", name, err, r.Err)
+	}
+	return name
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func kgoClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr(t))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// readAll reads every record of topic with franz-go, the reference reader.
+func readAll(t *testing.T, topic string, n int) []rec {
+	t.Helper()
+	cl := kgoClient(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond), kgo.FetchMaxPartitionBytes(8<<20))
+	var out []rec
+	c := ctx(t)
+	for len(out) < n {
+		fs := cl.PollFetches(c)
+		if c.Err() != nil {
+			t.Fatalf("franz-go read %d of %d records", len(out), n)
+		}
+		for _, e := range fs.Errors() {
+			t.Fatalf("franz-go fetch: %v", e.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, fromKgo(r)) })
+	}
+	return out
+}
+
+func fromKgo(r *kgo.Record) rec {
+	out := rec{Partition: r.Partition, Offset: r.Offset, Key: b64(r.Key), Value: b64(r.Value)}
+	for _, h := range r.Headers {
+		out.Headers = append(out.Headers, header{Key: h.Key, Value: b64(h.Value)})
+	}
+	return out
+}
+
+// writeAll produces recs with franz-go (acks=all) and returns them with
+// their offsets.
+func writeAll(t *testing.T, topic string, recs []rec) []rec {
+	t.Helper()
+	cl := kgoClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedBytes(64<<20))
+	var krs []*kgo.Record
+	for _, r := range recs {
+		kr := &kgo.Record{Partition: r.Partition, Key: unb64(r.Key), Value: unb64(r.Value)}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: unb64(h.Value)})
+		}
+		krs = append(krs, kr)
+	}
+	res := cl.ProduceSync(ctx(t), krs...)
+	if err := res.FirstErr(); err != nil {
+		t.Fatalf("franz-go produce: %v", err)
+	}
+	out := make([]rec, len(res))
+	for i, pr := range res {
+		out[i] = fromKgo(pr.Record)
+	}
+	return out
+}
+
+// checkStored asserts that topic holds exactly want, in per-partition order,
+// and, where the driver reported offsets, at those offsets.
+func checkStored(t *testing.T, topic string, want []rec, offsetsKnown bool) {
+	t.Helper()
+	got := readAll(t, topic, len(want))
+	byPart := map[int32][]rec{}
+	for _, r := range got {
+		byPart[r.Partition] = append(byPart[r.Partition], r)
+	}
+	wantPart := map[int32][]rec{}
+	for _, r := range want {
+		wantPart[r.Partition] = append(wantPart[r.Partition], r)
+	}
+	for p, ws := range wantPart {
+		gs := byPart[p]
+		if len(gs) != len(ws) {
+			t.Fatalf("partition %d holds %d records, want %d", p, len(gs), len(ws))
+		}
+		for i := range ws {
+			if gs[i].Offset != int64(i) {
+				t.Fatalf("partition %d: record %d at offset %d; offsets must be dense from 0", p, i, gs[i].Offset)
+			}
+			if !sameContent(gs[i], ws[i]) {
+				t.Fatalf("partition %d offset %d: stored %v, produced %v", p, i, gs[i], ws[i])
+			}
+			if offsetsKnown && ws[i].Offset != gs[i].Offset {
+				t.Fatalf("partition %d: the client was told offset %d for a record stored at %d", p, ws[i].Offset, gs[i].Offset)
+			}
+		}
+	}
+}
+
+// checkConsumed asserts that a client read exactly what franz-go wrote.
+func checkConsumed(t *testing.T, written, read []rec) {
+	t.Helper()
+	key := func(r rec) string { return fmt.Sprintf("%d/%d", r.Partition, r.Offset) }
+	byOff := map[string]rec{}
+	for _, r := range read {
+		if _, dup := byOff[key(r)]; dup {
+			t.Fatalf("record %s delivered twice", key(r))
+		}
+		byOff[key(r)] = r
+	}
+	if len(read) != len(written) {
+		t.Fatalf("client read %d records, %d were written", len(read), len(written))
+	}
+	for _, w := range written {
+		g, ok := byOff[key(w)]
+		if !ok {
+			t.Fatalf("client did not read %s", key(w))
+		}
+		if !sameContent(g, w) {
+			t.Fatalf("client read %v at %s, franz-go wrote %v", g, key(w), w)
+		}
+	}
+}
