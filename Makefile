@@ -10,7 +10,7 @@ FUZZTIME ?= 60s
 FUZZTIME_TEST ?= 4s
 BENCHTIME ?= 2s
 
-.PHONY: help build run test test-unit test-crash test-fuzz lint bench bench-storage fuzz clean tools
+.PHONY: help build run test test-unit test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,13 +21,19 @@ build: ## build bin/chronik
 run: build ## start a standalone broker with data in ./data
 	./$(BIN) server --data-dir ./data
 
-test: tools ## everything CI runs: vet, lint, unit tests (race), crash tests, brief fuzzing
+test: tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-crash test-fuzz
+	$(MAKE) test-unit test-compat test-crash test-fuzz
 
 test-unit: ## unit and integration tests with the race detector
-	$(GO) test -race -count=1 -skip '^TestCrash' ./...
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v /tests/compat)
+
+test-compat: compat-tools ## every real Kafka client against a broker; checks docs/COMPATIBILITY.md
+	$(GO) test -count=1 -timeout 20m ./tests/compat
+
+compat-doc: compat-tools ## rewrite docs/COMPATIBILITY.md from a run of the compat tests
+	$(GO) test -count=1 -timeout 20m ./tests/compat -update
 
 test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
@@ -52,6 +58,13 @@ tools: ## install the tools the tests need
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 	@command -v mkfs.ext4 >/dev/null && command -v chattr >/dev/null && command -v losetup >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs mount util-linux >/dev/null; }
+
+compat-tools: ## install the real Kafka clients of the compat tests (apt, npm)
+	@command -v kcat >/dev/null && /usr/bin/python3 -c 'import confluent_kafka, kafka, snappy, lz4, zstandard' 2>/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat python3-confluent-kafka python3-kafka \
+			python3-snappy python3-lz4 python3-zstandard >/dev/null; }
+	@command -v node >/dev/null || { echo "the compat tests need Node.js and npm (kafkajs)"; exit 1; }
+	@test -d tests/compat/clients/node_modules/kafkajs || (cd tests/compat/clients && npm install --no-audit --no-fund --loglevel=error)
 
 clean: ## remove build output (not ./data)
 	rm -rf bin

@@ -242,10 +242,20 @@ var sharedAddr string
 
 func addr(*testing.T) string { return sharedAddr }
 
+// topicName turns a test name into a legal topic name.
+func topicName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
+			return r
+		}
+		return '.'
+	}, s)
+}
+
 // newTopic creates a fresh topic for one subtest.
 func newTopic(t *testing.T, partitions int32, cfg map[string]*string) string {
 	t.Helper()
-	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
+	name := topicName(t.Name())
 	adm := kadm.NewClient(kgoClient(t))
 	r, err := adm.CreateTopic(ctx(t), partitions, 1, cfg, name)
 	if err != nil || r.Err != nil {

@@ -108,7 +108,7 @@ func runDriver(t *testing.T, d driver) {
 			return
 		}
 		adm := kadm.NewClient(kgoClient(t))
-		name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + ".admin"
+		name := topicName(t.Name()) + ".admin"
 		cell(t, d.name, "create topic", func(t *testing.T) {
 			d.admin.createTopic(t, name, 3, map[string]string{"retention.ms": "123456"})
 			md, err := adm.Metadata(ctx(t), name)

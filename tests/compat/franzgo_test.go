@@ -37,7 +37,7 @@ func TestFranzGo(t *testing.T) {
 			}
 			return out
 		},
-		consume: func(t *testing.T, topic string, n int) []rec { return readAll(t, topic, n) },
+		consume: readAll,
 		admin:   franzAdmin{},
 	})
 }

@@ -28,7 +28,10 @@ func TestKafkaGo(t *testing.T) {
 		offsetsKnown: false,
 		produce: func(t *testing.T, topic string, recs []rec, o produceOpts) []rec {
 			w := &kafka.Writer{Addr: kafka.TCP(addr(t)), Topic: topic, Balancer: partitionFromMessage{}, RequiredAcks: kafka.RequireAll,
-				BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000}
+				BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000,
+				// A transport of its own: the shared default one caches
+				// metadata and does not know topics created since.
+				Transport: &kafka.Transport{}}
 			if c := codecOf[o.codec]; c != nil {
 				w.Compression = kafka.Compression(c.Code())
 			}
@@ -152,4 +155,3 @@ func (a kafkaGoAdmin) deleteTopic(t *testing.T, topic string) {
 		t.Fatalf("delete: %v %+v", err, resp)
 	}
 }
-

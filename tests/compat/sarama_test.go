@@ -122,7 +122,9 @@ func TestSarama(t *testing.T) {
 type saramaAdmin struct{}
 
 func (saramaAdmin) open(t *testing.T) sarama.ClusterAdmin {
-	a, err := sarama.NewClusterAdmin([]string{addr(t)}, saramaConfig())
+	c := saramaConfig()
+	c.Metadata.Full = true // the cluster admin refreshes all topics
+	a, err := sarama.NewClusterAdmin([]string{addr(t)}, c)
 	if err != nil {
 		t.Fatalf("sarama admin: %v", err)
 	}
@@ -141,11 +143,11 @@ func (s saramaAdmin) createTopic(t *testing.T, name string, partitions int32, co
 }
 
 func (s saramaAdmin) describeConfig(t *testing.T, topic, key string) string {
-	es, err := s.open(t).DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
-	if err != nil {
-		t.Fatalf("describe: %v", err)
+	rs, err := s.open(t).DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
+	if err != nil || len(rs) != 1 || rs[0].ErrorCode != sarama.ErrNoError {
+		t.Fatalf("describe: %v %+v", err, rs)
 	}
-	for _, e := range es {
+	for _, e := range rs[0].Configs {
 		if e.Name == key {
 			return e.Value
 		}
