@@ -10,7 +10,7 @@ FUZZTIME ?= 60s
 FUZZTIME_TEST ?= 4s
 BENCHTIME ?= 2s
 
-.PHONY: help build run test test-unit test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage fuzz clean tools
+.PHONY: help build run test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,10 +24,13 @@ run: build ## start a standalone broker with data in ./data
 test: tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-compat test-crash test-fuzz
+	$(MAKE) test-unit test-compat test-load test-crash test-fuzz
 
 test-unit: ## unit and integration tests with the race detector
-	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v /tests/compat)
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load)
+
+test-load: ## the flood (backpressure) test against a broker process
+	$(GO) test -count=1 -v -run 'TestFlood' ./tests/load 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|flood:' ; exit $${PIPESTATUS[0]}
 
 test-compat: compat-tools ## every real Kafka client against a broker; checks docs/COMPATIBILITY.md
 	$(GO) test -count=1 -timeout 20m ./tests/compat

@@ -67,7 +67,7 @@ func (b *Broker) handleProduce(ctx context.Context, _ *conn, h *protocol.Header,
 				setProduceErr(out, err)
 				continue
 			}
-			slots = append(slots, slot{rp: out, wait: p.Produce(ctx, rp.Records, req.Acks)})
+			slots = append(slots, slot{rp: out, wait: p.Produce(ctx, protocol.WithPrefixByte(h.Frame, rp.Records), req.Acks)})
 		}
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond

@@ -71,7 +71,10 @@ func (c *conn) serve(ctx context.Context) {
 	if err := c.read(ctx); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.b.log.Info("closing connection", "remote", c.remote, "reason", err.Error())
 	}
-	close(c.out) // the writer drains what was accepted, then stops
+	// The client is gone or broken: end long polls and waits at once (their
+	// memory is released as they return), then let the writer drain.
+	cancel()
+	close(c.out)
 	wg.Wait()
 	c.close()
 }
@@ -84,7 +87,15 @@ func (c *conn) read(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		release, err := c.b.budget.Reserve(ctx, int64(size))
+		// A produce request's records live twice until they are durable:
+		// in the request frame and in the Raft entry etcd raft copies them
+		// into. The budget counts both, reserved at once (two reservations
+		// could deadlock when every connection holds one half).
+		cost := int64(size)
+		if key, err := br.Peek(2); err == nil && int16(key[0])<<8|int16(key[1]) == int16(kmsg.Produce) {
+			cost *= 2
+		}
+		release, err := c.b.budget.Reserve(ctx, cost)
 		if err != nil {
 			return err
 		}

@@ -242,18 +242,20 @@ type ProduceResult struct {
 }
 
 // Produce validates one record batch (a produce request carries exactly one
-// per partition since v3) and proposes it. It must be called in the order
-// requests arrived on their connection; the returned wait blocks until the
-// outcome is known (durable on the leader for acks=1, committed for
-// acks=all) or ctx ends.
-func (p *Partition) Produce(ctx context.Context, batch []byte, acks int16) func(context.Context) ProduceResult {
+// per partition since v3) and proposes it. entry holds one spare byte and
+// then the batch: the partition puts the entry kind there, so the request's
+// bytes become the log entry without a copy. Produce must be called in the
+// order requests arrived on their connection; the returned wait blocks
+// until the outcome is known (durable on the leader for acks=1, committed
+// for acks=all) or ctx ends.
+func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(context.Context) ProduceResult {
+	batch := entry[1:]
 	h, err := p.validate(batch)
 	if err != nil {
 		return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: err})
 	}
-	data := make([]byte, 1+len(batch))
+	data := entry
 	data[0] = entryBatches
-	copy(data[1:], batch)
 	appendTime := int64(-1)
 	if p.Config().LogAppendTime {
 		appendTime = p.now().UnixMilli()

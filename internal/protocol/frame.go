@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -49,6 +50,9 @@ type Header struct {
 	// Flexible says the header is version 2 (tagged fields), which it is
 	// exactly when the request body is flexible at this version.
 	Flexible bool
+	// Frame is the whole request frame (without its size prefix); byte
+	// slices kmsg decodes from the body alias it.
+	Frame []byte
 }
 
 // ParseRequest parses the header of a request frame (without its size
@@ -62,6 +66,7 @@ func ParseRequest(frame []byte, served *Versions) (Header, kmsg.Request, []byte,
 		return h, nil, nil, fmt.Errorf("%w: header of %d bytes", ErrMalformed, len(frame))
 	}
 	be := binary.BigEndian
+	h.Frame = frame
 	h.Key = int16(be.Uint16(frame[0:]))
 	h.Version = int16(be.Uint16(frame[2:]))
 	h.CorrelationID = int32(be.Uint32(frame[4:]))
@@ -98,6 +103,26 @@ func ParseRequest(frame []byte, served *Versions) (Header, kmsg.Request, []byte,
 		}
 	}
 	return h, req, rest, nil
+}
+
+// WithPrefixByte returns a slice of frame holding the byte just before b
+// followed by b, when b is a sub-slice of frame (as kmsg decodes byte fields
+// without copying) — so that a caller can put a one-byte header in front of
+// decoded bytes without copying them. The byte before b is part of b's
+// length prefix, which is no longer needed once the request is decoded.
+// Otherwise it returns a fresh copy with a zero first byte.
+func WithPrefixByte(frame, b []byte) []byte {
+	if len(b) > 0 && len(frame) > 0 {
+		off := int(uintptr(unsafe.Pointer(&b[0])) - uintptr(unsafe.Pointer(&frame[0])))
+		// The address check proves b lies inside frame; only then is the
+		// byte before it ours to overwrite.
+		if off >= 1 && off+len(b) <= len(frame) && &frame[off] == &b[0] {
+			return frame[off-1 : off+len(b)]
+		}
+	}
+	out := make([]byte, 1+len(b))
+	copy(out[1:], b)
+	return out
 }
 
 // skipTags skips a tagged-field section.

@@ -77,7 +77,7 @@ func produce(t *testing.T, p *partition.Partition, n int) (int64, error) {
 	batch := records.Build(0, time.Now().UnixMilli(), recs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := p.Produce(ctx, batch, -1)(ctx)
+	r := p.Produce(ctx, append([]byte{0}, batch...), -1)(ctx)
 	return r.BaseOffset, r.Err
 }
 

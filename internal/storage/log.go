@@ -302,6 +302,7 @@ func (l *Log) AppendSync(ctx context.Context, ents []*pb.Entry, hs *pb.HardState
 func (l *Log) SetApplied(i uint64) {
 	l.mu.Lock()
 	l.applied = max(l.applied, i)
+	l.cache.setApplied(l.applied)
 	l.mu.Unlock()
 }
 

@@ -105,16 +105,25 @@ func (t *termRuns) lookup(i, last uint64) (uint64, bool) {
 	return t.runs[j].term, true
 }
 
-// tailCache keeps the most recent entries in memory, within a byte budget,
-// so that raft's reads of just-appended entries (to apply them or send them
-// to followers) do not touch the disk.
+// tailCache keeps the most recent entries in memory so that raft's reads
+// of just-appended entries (to apply them, or to send them to followers)
+// do not touch the disk. Entries not yet applied stay until they are
+// (raft reads every committed entry once to apply it), up to hardMax;
+// applied ones are kept within max bytes.
 type tailCache struct {
-	ents  []*pb.Entry
-	bytes int
-	max   int
+	ents    []*pb.Entry
+	bytes   int
+	max     int
+	applied uint64
 }
 
-const entryOverhead = 64
+const (
+	entryOverhead = 64
+	// unappliedCacheMax bounds what unapplied entries may pin; beyond it
+	// raft reads them back from the page cache. Produce backpressure keeps
+	// a leader far below it.
+	unappliedCacheMax = 64 << 20
+)
 
 func (c *tailCache) append(e *pb.Entry) {
 	if n := len(c.ents); n > 0 && c.ents[n-1].GetIndex()+1 != e.GetIndex() {
@@ -122,8 +131,21 @@ func (c *tailCache) append(e *pb.Entry) {
 	}
 	c.ents = append(c.ents, e)
 	c.bytes += len(e.Data) + entryOverhead
+	c.evict()
+}
+
+// setApplied lets entries up to i be evicted.
+func (c *tailCache) setApplied(i uint64) {
+	c.applied = max(c.applied, i)
+	c.evict()
+}
+
+func (c *tailCache) evict() {
 	drop := 0
-	for c.bytes > c.max && drop < len(c.ents) {
+	for drop < len(c.ents) && c.bytes > c.max {
+		if c.ents[drop].GetIndex() > c.applied && c.bytes <= unappliedCacheMax {
+			break
+		}
 		c.bytes -= len(c.ents[drop].Data) + entryOverhead
 		drop++
 	}
