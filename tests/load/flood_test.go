@@ -4,8 +4,8 @@ package load
 
 import (
 	"context"
-	"fmt"
 	crand "crypto/rand"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
