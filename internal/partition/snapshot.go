@@ -60,11 +60,16 @@ func decodeSnapshot(b []byte) (int64, *Producers, error) {
 	n := int(le.Uint32(b[20:]))
 	p := newProducers()
 	rest := b[24 : len(b)-4]
+	prev := int64(-1)
 	for range n {
 		if len(rest) < 19 {
 			return 0, nil, errors.New("producer snapshot: truncated producer")
 		}
 		id := int64(le.Uint64(rest))
+		if id <= prev {
+			return 0, nil, errors.New("producer snapshot: producer ids out of order")
+		}
+		prev = id
 		e := &producerEntry{epoch: int16(le.Uint16(rest[8:])), lastTimestamp: int64(le.Uint64(rest[10:]))}
 		nb := int(rest[18])
 		rest = rest[19:]
