@@ -14,7 +14,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,11 +26,8 @@ func (b *Broker) handleCreateTopics(ctx context.Context, _ *conn, h *protocol.He
 	req := r.(*kmsg.CreateTopicsRequest)
 	resp := kmsg.NewPtrCreateTopicsResponse()
 	resp.SetVersion(h.Version)
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	seen := map[string]int{}
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++

@@ -10,7 +10,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,11 +22,8 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *conn, h *protocol.He
 	req := r.(*kmsg.DeleteTopicsRequest)
 	resp := kmsg.NewPtrDeleteTopicsResponse()
 	resp.SetVersion(h.Version)
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	type target struct {
 		name *string
 		id   [16]byte

@@ -10,7 +10,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -21,11 +20,8 @@ func (b *Broker) handleDeleteRecords(ctx context.Context, _ *conn, h *protocol.H
 	req := r.(*kmsg.DeleteRecordsRequest)
 	resp := kmsg.NewPtrDeleteRecordsResponse()
 	resp.SetVersion(h.Version)
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	for _, rt := range req.Topics {
 		ot := kmsg.DeleteRecordsResponseTopic{Topic: rt.Topic}
 		for _, rp := range rt.Partitions {

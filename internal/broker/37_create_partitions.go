@@ -10,7 +10,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,11 +22,8 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, _ *conn, h *protoco
 	req := r.(*kmsg.CreatePartitionsRequest)
 	resp := kmsg.NewPtrCreatePartitionsResponse()
 	resp.SetVersion(h.Version)
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	for _, rt := range req.Topics {
 		out := kmsg.CreatePartitionsResponseTopic{Topic: rt.Topic}
 		if terr := b.createPartitions(ctx, rt, req.ValidateOnly); terr != nil {

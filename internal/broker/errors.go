@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -37,4 +39,12 @@ func messageOf(err error) *string {
 	}
 	msg := err.Error()
 	return &msg
+}
+
+// requestTimeout bounds a request by its timeout_ms (none when not positive).
+func requestTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
+	if ms <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 }

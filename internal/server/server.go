@@ -240,39 +240,39 @@ func (s *Server) Meta() *meta.State { return s.meta }
 
 // checkpointLoop checkpoints changed logs every 10 s.
 func (s *Server) checkpointLoop(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, 10*time.Second, func() {
 		for _, l := range s.logs() {
 			if err := l.Checkpoint(); err != nil {
 				s.log.Warn("checkpoint", "log", l.Name(), "err", err)
 			}
 		}
-	}
+	})
 }
 
 // retentionLoop applies retention every 5 minutes (Kafka's
 // log.retention.check.interval.ms).
 func (s *Server) retentionLoop(ctx context.Context) error {
-	t := time.NewTicker(5 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, 5*time.Minute, func() {
 		for _, l := range s.logs() {
 			if n, err := l.EnforceRetention(); err != nil {
 				s.log.Warn("retention", "log", l.Name(), "err", err)
 			} else if n > 0 {
 				s.log.Info("retention deleted segments", "log", l.Name(), "segments", n)
 			}
+		}
+	})
+}
+
+// every runs fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			fn()
 		}
 	}
 }

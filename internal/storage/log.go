@@ -275,6 +275,13 @@ func (l *Log) Append(ctx context.Context, ents []*pb.Entry, hs *pb.HardState, do
 	}
 	l.pending++
 	l.mu.Unlock()
+	return l.submit(ctx, w)
+}
+
+// submit hands a prepared write to the committer. appendMu held, mu not.
+// If it cannot be submitted the log's state is ahead of its file: the log
+// fails and must be reopened.
+func (l *Log) submit(ctx context.Context, w *wal.Write) error {
 	if err := l.c.Submit(ctx, w); err != nil {
 		l.mu.Lock()
 		l.pending--

@@ -97,14 +97,7 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		return ents, nil
 	}
 	k := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].baseIndex > lo }) - 1
-	segs := append([]*segment(nil), l.segs[k:]...)
-	ends := make([]int64, len(segs))
-	for i, s := range segs {
-		ends[i] = s.size
-		if s.wf != nil {
-			ends[i] = s.wf.Written()
-		}
-	}
+	segs, ends := l.readableFrom(k)
 	l.mu.Unlock()
 
 	var out []*pb.Entry
@@ -152,6 +145,20 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		return nil, raft.ErrUnavailable
 	}
 	return out, nil
+}
+
+// readableFrom returns the segments from the k-th on and how far each may
+// be read (what was written, for the active one). mu held.
+func (l *Log) readableFrom(k int) ([]*segment, []int64) {
+	segs := append([]*segment(nil), l.segs[k:]...)
+	ends := make([]int64, len(segs))
+	for i, s := range segs {
+		ends[i] = s.size
+		if s.wf != nil {
+			ends[i] = s.wf.Written()
+		}
+	}
+	return segs, ends
 }
 
 func entryFromFrame(h *frameHeader, payload []byte) *pb.Entry {

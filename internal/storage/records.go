@@ -101,14 +101,7 @@ func (l *Log) ReadRecords(offset int64, maxBytes int, limit int64) ([]Batch, err
 		return nil, nil
 	}
 	k := l.segmentForOffset(offset)
-	segs := append([]*segment(nil), l.segs[k:]...)
-	ends := make([]int64, len(segs))
-	for i, s := range segs {
-		ends[i] = s.size
-		if s.wf != nil {
-			ends[i] = s.wf.Written()
-		}
-	}
+	segs, ends := l.readableFrom(k)
 	l.mu.Unlock()
 
 	var out []Batch
@@ -223,40 +216,13 @@ func (l *Log) OffsetForTimestamp(ts int64) (Batch, bool, error) {
 // AdvanceLogStart moves the Kafka log-start offset to offset (DeleteRecords)
 // durably, and deletes sealed segments that lie wholly before it.
 func (l *Log) AdvanceLogStart(ctx context.Context, offset int64) error {
-	l.appendMu.Lock()
-	l.mu.Lock()
-	if offset > l.cur.endOffset {
-		end := l.cur.endOffset
-		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return fmt.Errorf("%w: log start %d beyond end %d", ErrOffsetOutOfRange, offset, end)
-	}
-	if offset <= l.logStartLocked() {
-		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return nil
-	}
-	ch := make(chan error, 1)
-	w, err := l.prepare(nil, nil, &stateUpdate{logStart: &offset}, func(err error) { ch <- err })
+	err := l.writeState(ctx, &stateUpdate{logStart: &offset}, func() (bool, error) {
+		if offset > l.cur.endOffset {
+			return false, fmt.Errorf("%w: log start %d beyond end %d", ErrOffsetOutOfRange, offset, l.cur.endOffset)
+		}
+		return offset <= l.logStartLocked(), nil
+	})
 	if err != nil {
-		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return err
-	}
-	l.cur.logStart = offset
-	l.pending++
-	l.mu.Unlock()
-	err = l.c.Submit(ctx, w)
-	l.appendMu.Unlock()
-	if err != nil {
-		l.mu.Lock()
-		l.pending--
-		l.failLocked(err)
-		l.idle.Broadcast()
-		l.mu.Unlock()
-		return err
-	}
-	if err := <-ch; err != nil {
 		return err
 	}
 	_, err = l.deleteSegments(func(s *segment, _ int64) bool { return s.endOffset <= offset }, ^uint64(0))
@@ -266,25 +232,31 @@ func (l *Log) AdvanceLogStart(ctx context.Context, offset int64) error {
 // SetConfState durably records the conf state that applying the conf
 // change at index produced.
 func (l *Log) SetConfState(ctx context.Context, index uint64, cs *pb.ConfState) error {
+	return l.writeState(ctx, &stateUpdate{conf: cs, confIndex: index}, nil)
+}
+
+// writeState writes state frames (and a buffered hard state) durably and
+// waits for them. check runs with the log locked and may skip the write
+// (true) or refuse it (an error).
+func (l *Log) writeState(ctx context.Context, upd *stateUpdate, check func() (bool, error)) error {
 	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	l.mu.Lock()
+	if check != nil {
+		if skip, err := check(); skip || err != nil {
+			l.mu.Unlock()
+			return err
+		}
+	}
 	ch := make(chan error, 1)
-	w, err := l.prepare(nil, nil, &stateUpdate{conf: cs, confIndex: index}, func(err error) { ch <- err })
-	if err != nil {
+	w, err := l.prepare(nil, nil, upd, func(err error) { ch <- err })
+	if err != nil || w == nil {
 		l.mu.Unlock()
-		l.appendMu.Unlock()
 		return err
 	}
 	l.pending++
 	l.mu.Unlock()
-	err = l.c.Submit(ctx, w)
-	l.appendMu.Unlock()
-	if err != nil {
-		l.mu.Lock()
-		l.pending--
-		l.failLocked(err)
-		l.idle.Broadcast()
-		l.mu.Unlock()
+	if err := l.submit(ctx, w); err != nil {
 		return err
 	}
 	return <-ch
@@ -417,33 +389,9 @@ func (l *Log) Checkpoint() error {
 // committer and waits for it, so that an idle log's commit index reaches
 // the disk within one checkpoint interval.
 func (l *Log) flushHardState() error {
-	l.appendMu.Lock()
-	l.mu.Lock()
-	if !l.hsDirty || l.closed || l.failed != nil {
-		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return nil
-	}
-	ch := make(chan error, 1)
-	w, err := l.prepare(nil, nil, &stateUpdate{}, func(err error) { ch <- err })
-	if err != nil || w == nil {
-		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return err
-	}
-	l.pending++
-	l.mu.Unlock()
-	err = l.c.Submit(context.Background(), w)
-	l.appendMu.Unlock()
-	if err != nil {
-		l.mu.Lock()
-		l.pending--
-		l.failLocked(err)
-		l.idle.Broadcast()
-		l.mu.Unlock()
-		return err
-	}
-	return <-ch
+	return l.writeState(context.Background(), &stateUpdate{}, func() (bool, error) {
+		return !l.hsDirty || l.closed || l.failed != nil, nil
+	})
 }
 
 // checkpointLocked writes a checkpoint of the durable tail. mu held; it

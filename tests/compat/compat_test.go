@@ -312,6 +312,12 @@ func fromKgo(r *kgo.Record) rec {
 func writeAll(t *testing.T, topic string, recs []rec) []rec {
 	t.Helper()
 	cl := kgoClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedBytes(64<<20))
+	return produceKgo(t, cl, recs)
+}
+
+// produceKgo produces recs with cl and returns them as stored.
+func produceKgo(t *testing.T, cl *kgo.Client, recs []rec) []rec {
+	t.Helper()
 	var krs []*kgo.Record
 	for _, r := range recs {
 		kr := &kgo.Record{Partition: r.Partition, Key: unb64(r.Key), Value: unb64(r.Value)}

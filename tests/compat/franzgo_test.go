@@ -18,24 +18,7 @@ func TestFranzGo(t *testing.T) {
 			if !o.idempotent {
 				opts = append(opts, kgo.DisableIdempotentWrite())
 			}
-			cl := kgoClient(t, opts...)
-			var krs []*kgo.Record
-			for _, r := range recs {
-				kr := &kgo.Record{Partition: r.Partition, Key: unb64(r.Key), Value: unb64(r.Value)}
-				for _, h := range r.Headers {
-					kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: unb64(h.Value)})
-				}
-				krs = append(krs, kr)
-			}
-			res := cl.ProduceSync(ctx(t), krs...)
-			if err := res.FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-			out := make([]rec, len(res))
-			for i, pr := range res {
-				out[i] = fromKgo(pr.Record)
-			}
-			return out
+			return produceKgo(t, kgoClient(t, opts...), recs)
 		},
 		consume: readAll,
 		admin:   franzAdmin{},
