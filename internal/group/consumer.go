@@ -216,7 +216,7 @@ func (s *Groups) ConsumerHeartbeat(req HeartbeatRequest, topics Topics, now time
 	case !known:
 		fail(kerr.UnknownMemberID, "")
 		return
-	case req.MemberEpoch != m.Epoch && !(req.MemberEpoch == m.PrevEpoch && subset(req.Owned, m.Assigned)):
+	case req.MemberEpoch != m.Epoch && (req.MemberEpoch != m.PrevEpoch || !subset(req.Owned, m.Assigned)):
 		fail(kerr.FencedMemberEpoch, fmt.Sprintf("member epoch %d, the coordinator has %d", req.MemberEpoch, m.Epoch))
 		return
 	}

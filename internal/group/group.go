@@ -11,8 +11,6 @@ package group
 import (
 	"sort"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // State is a classic group's state, named as Kafka names it.
@@ -167,10 +165,3 @@ func (g *Group) Type() string {
 	}
 	return "classic"
 }
-
-// errorf pairs a Kafka error code with a message.
-type errorf struct {
-	code *kerr.Error
-}
-
-func (e errorf) Error() string { return e.code.Error() }
