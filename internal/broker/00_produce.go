@@ -19,6 +19,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -50,6 +51,10 @@ func (b *Broker) handleProduce(ctx context.Context, _ *conn, h *protocol.Header,
 			} else if topicErr == nil {
 				topicErr = kerr.UnknownTopicID
 			}
+		}
+		if isInternal(name) && topicErr == nil {
+			// Kafka: only the broker appends to internal topics.
+			topicErr = fmt.Errorf("%w: cannot append to internal topic %s", kerr.InvalidTopicException, name)
 		}
 		respTopic := kmsg.ProduceResponseTopic{Topic: rt.Topic, TopicID: rt.TopicID}
 		resp.Topics = append(resp.Topics, respTopic)

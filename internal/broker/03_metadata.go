@@ -94,7 +94,7 @@ func (b *Broker) autoCreateEnabled() bool {
 
 // describeTopic is one topic of a Metadata response.
 func (b *Broker) describeTopic(t meta.Topic) kmsg.MetadataResponseTopic {
-	rt := kmsg.MetadataResponseTopic{Topic: strp(t.Name), TopicID: t.ID, AuthorizedOperations: noAuthorizedOperations}
+	rt := kmsg.MetadataResponseTopic{Topic: strp(t.Name), TopicID: t.ID, IsInternal: isInternal(t.Name), AuthorizedOperations: noAuthorizedOperations}
 	for _, p := range t.Partitions {
 		leader, epoch := b.node.Leader(t.Name, p.Index)
 		rp := kmsg.MetadataResponseTopicPartition{Partition: p.Index, Leader: leader, LeaderEpoch: epoch, Replicas: p.Replicas, ISR: p.Replicas}

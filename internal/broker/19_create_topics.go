@@ -50,6 +50,12 @@ func (b *Broker) createOne(ctx context.Context, rt *kmsg.CreateTopicsRequestTopi
 	if duplicate {
 		return errWith(kerr.InvalidRequest, "topic %q appears more than once in the request", rt.Topic)
 	}
+	if isInternal(rt.Topic) {
+		if _, ok := b.node.Meta().Topic(rt.Topic); ok {
+			return errWith(kerr.TopicAlreadyExists, "topic %q already exists", rt.Topic)
+		}
+		return errWith(kerr.InvalidRequest, "internal topic %s is created by the broker when the first group needs it", rt.Topic)
+	}
 	cfgs := map[string]string{}
 	for _, c := range rt.Configs {
 		if c.Value == nil {

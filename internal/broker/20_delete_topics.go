@@ -57,6 +57,10 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *conn, h *protocol.He
 				out.ErrorCode = kerr.UnknownTopicID.Code
 			}
 		}
+		if out.ErrorCode == 0 && isInternal(name) {
+			out.ErrorCode = kerr.InvalidTopicException.Code
+			out.ErrorMessage = strp("internal topic " + name + " cannot be deleted")
+		}
 		if out.ErrorCode == 0 {
 			if _, err := b.node.ProposeMeta(ctx, &meta.Command{Op: meta.OpDeleteTopic, Topic: name}); err != nil {
 				te := metaErr(err)

@@ -39,6 +39,9 @@ func (b *Broker) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsR
 	if !ok {
 		return errWith(kerr.UnknownTopicOrPartition, "topic %q does not exist", rt.Topic)
 	}
+	if isInternal(rt.Topic) {
+		return errWith(kerr.InvalidRequest, "the partition count of internal topic %s is fixed (groups are mapped to its partitions)", rt.Topic)
+	}
 	cur := len(t.Partitions)
 	if int(rt.Count) <= cur {
 		return errWith(kerr.InvalidPartitions, "topic %q has %d partitions; the count can only grow", rt.Topic, cur)

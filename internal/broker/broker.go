@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/group"
 	"github.com/chronik-go/chronik/internal/meta"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
@@ -42,6 +43,9 @@ type Node interface {
 	AllocateProducerID(ctx context.Context) (int64, error)
 	// DataDir is the log directory reported by DescribeLogDirs.
 	DataDir() string
+	// Coordinator serves consumer groups whose offsets partition this node
+	// leads.
+	Coordinator() *group.Coordinator
 }
 
 // handler serves one API. It runs on the connection's reader goroutine,
@@ -114,6 +118,19 @@ func (b *Broker) register() {
 	b.serve(kmsg.CreatePartitions, 0, 3, b.handleCreatePartitions)
 	b.serve(kmsg.IncrementalAlterConfigs, 0, 1, b.handleIncrementalAlterConfigs)
 	b.serve(kmsg.DescribeCluster, 0, 2, b.handleDescribeCluster)
+	b.serve(kmsg.OffsetCommit, 0, 10, b.handleOffsetCommit)
+	b.serve(kmsg.OffsetFetch, 1, 10, b.handleOffsetFetch)
+	b.serve(kmsg.FindCoordinator, 0, 6, b.handleFindCoordinator)
+	b.serve(kmsg.JoinGroup, 0, 9, b.handleJoinGroup)
+	b.serve(kmsg.Heartbeat, 0, 4, b.handleHeartbeat)
+	b.serve(kmsg.LeaveGroup, 0, 5, b.handleLeaveGroup)
+	b.serve(kmsg.SyncGroup, 0, 5, b.handleSyncGroup)
+	b.serve(kmsg.DescribeGroups, 0, 6, b.handleDescribeGroups)
+	b.serve(kmsg.ListGroups, 0, 5, b.handleListGroups)
+	b.serve(kmsg.DeleteGroups, 0, 2, b.handleDeleteGroups)
+	b.serve(kmsg.OffsetDelete, 0, 0, b.handleOffsetDelete)
+	b.serve(kmsg.ConsumerGroupHeartbeat, 0, 1, b.handleConsumerGroupHeartbeat)
+	b.serve(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe)
 }
 
 // Versions returns the served API table.

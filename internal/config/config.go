@@ -45,6 +45,14 @@ type Config struct {
 	SegmentBytes          int64
 	SegmentMs             int64
 	SocketRequestMaxBytes int32
+
+	OffsetsTopicPartitions   int32
+	OffsetsTopicReplication  int32
+	OffsetsRetentionMinutes  int64
+	GroupInitialRebalanceMs  int64
+	GroupMinSessionTimeoutMs int64
+	GroupMaxSessionTimeoutMs int64
+	GroupMaxSize             int32
 }
 
 // setting describes one configurable value.
@@ -106,6 +114,20 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<62, &c.SegmentMs) }},
 		{key: "socket.request.max.bytes", flag: "socket-request-max-bytes", env: []string{"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, def: "104857600", usage: "largest request frame accepted",
 			set: func(c *Config, v string) error { return parseInt32(v, 1024, 1<<31-1, &c.SocketRequestMaxBytes) }},
+		{key: "offsets.topic.num.partitions", flag: "offsets-topic-partitions", env: []string{"CHRONIK_OFFSETS_TOPIC_PARTITIONS"}, def: "50", usage: "partitions of __consumer_offsets (fixed once the topic exists)",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 1000, &c.OffsetsTopicPartitions) }},
+		{key: "offsets.topic.replication.factor", flag: "offsets-topic-replication", env: []string{"CHRONIK_OFFSETS_TOPIC_REPLICATION"}, def: "3", usage: "replicas of __consumer_offsets partitions (capped by the brokers present)",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 32, &c.OffsetsTopicReplication) }},
+		{key: "offsets.retention.minutes", flag: "offsets-retention-minutes", env: []string{"CHRONIK_OFFSETS_RETENTION_MINUTES"}, def: "10080", usage: "committed offsets of a group without members expire after this",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<40, &c.OffsetsRetentionMinutes) }},
+		{key: "group.initial.rebalance.delay.ms", flag: "group-initial-rebalance-delay-ms", env: []string{"CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS"}, def: "3000", usage: "how long the first rebalance of an empty group waits for more members",
+			set: func(c *Config, v string) error { return parseInt64(v, 0, 1<<31, &c.GroupInitialRebalanceMs) }},
+		{key: "group.min.session.timeout.ms", flag: "group-min-session-timeout-ms", env: []string{"CHRONIK_GROUP_MIN_SESSION_TIMEOUT_MS"}, def: "6000", usage: "smallest session timeout a member may ask for",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.GroupMinSessionTimeoutMs) }},
+		{key: "group.max.session.timeout.ms", flag: "group-max-session-timeout-ms", env: []string{"CHRONIK_GROUP_MAX_SESSION_TIMEOUT_MS"}, def: "1800000", usage: "largest session timeout a member may ask for",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.GroupMaxSessionTimeoutMs) }},
+		{key: "group.max.size", flag: "group-max-size", env: []string{"CHRONIK_GROUP_MAX_SIZE"}, def: "2147483647", usage: "most members a group may have",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<31-1, &c.GroupMaxSize) }},
 	}
 }
 
@@ -115,6 +137,18 @@ func Flags(fs *pflag.FlagSet) {
 	for _, s := range settings() {
 		fs.StringP(s.flag, s.short, s.def, s.usage+" (env "+strings.Join(s.env, ", ")+")")
 	}
+}
+
+// Defaults returns every setting at its default (tests and embedders start
+// from it and override what they need).
+func Defaults() *Config {
+	c := &Config{}
+	for _, s := range settings() {
+		if err := s.set(c, s.def); err != nil {
+			panic(fmt.Sprintf("config: default of %s: %v", s.key, err))
+		}
+	}
+	return c
 }
 
 // Resolve builds the configuration from flags, the environment (getenv)

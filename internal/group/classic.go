@@ -21,11 +21,15 @@ type Groups struct {
 	// newMemberID makes a member id for a client (random in production,
 	// deterministic in tests).
 	newMemberID func(clientID string) string
+	// last holds the latest durable group and consumer-group state record
+	// of each group, by key: with the committed offsets, it is everything a
+	// rewrite of the log must keep (LiveRecords).
+	last map[string]Record
 }
 
 // NewGroups returns an empty state machine.
 func NewGroups(cfg Config, cc ConsumerConfig, store func([]Record, func(error)), newMemberID func(string) string) *Groups {
-	return &Groups{cfg: cfg, cc: cc, groups: map[string]*Group{}, store: store, newMemberID: newMemberID}
+	return &Groups{cfg: cfg, cc: cc, groups: map[string]*Group{}, store: store, newMemberID: newMemberID, last: map[string]Record{}}
 }
 
 // Get returns a group.
@@ -698,5 +702,5 @@ func minTime(a, b time.Time) time.Time {
 
 // persistGroup stores the group's metadata record.
 func (s *Groups) persistGroup(g *Group, then func(error)) {
-	s.store([]Record{groupRecord(g)}, then)
+	s.persist([]Record{groupRecord(g)}, then)
 }

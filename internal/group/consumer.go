@@ -464,7 +464,7 @@ func (s *Groups) persistConsumer(g *Group, then func(error)) {
 		then(err)
 		return
 	}
-	s.store([]Record{{Key: consumerKey(g.ID), Value: v}}, then)
+	s.persist([]Record{{Key: consumerKey(g.ID), Value: v}}, then)
 }
 
 func consumerTombstones(g *Group) []Record {

@@ -2,7 +2,6 @@ package group
 
 import (
 	"encoding/binary"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -66,7 +65,7 @@ func (s *Groups) Commit(req CommitRequest, now time.Time, known func(TopicPartit
 		reply(errs)
 		return
 	}
-	s.store(recs, func(err error) {
+	s.persist(recs, func(err error) {
 		for _, i := range accepted {
 			if err != nil {
 				errs[i] = kerr.CoordinatorNotAvailable
@@ -159,7 +158,7 @@ func (s *Groups) DeleteOffsets(group string, tps []TopicPartition, reply func([]
 		reply(errs, nil)
 		return
 	}
-	s.store(recs, func(err error) {
+	s.persist(recs, func(err error) {
 		for _, i := range accepted {
 			if err != nil {
 				errs[i] = kerr.CoordinatorNotAvailable
@@ -228,7 +227,7 @@ func (s *Groups) DeleteGroup(group string, reply func(*kerr.Error)) {
 		reply(kerr.NonEmptyGroup)
 		return
 	}
-	s.store(s.tombstones(g), func(err error) {
+	s.persist(s.tombstones(g), func(err error) {
 		if err != nil {
 			reply(kerr.CoordinatorNotAvailable)
 			return
@@ -242,20 +241,7 @@ func (s *Groups) DeleteGroup(group string, reply func(*kerr.Error)) {
 // tombstones deletes a group and all its offsets.
 func (s *Groups) tombstones(g *Group) []Record {
 	var recs []Record
-	tps := make([]TopicPartition, 0, len(g.Offsets))
-	for tp := range g.Offsets {
-		tps = append(tps, tp)
-	}
-	slices.SortFunc(tps, func(a, b TopicPartition) int {
-		if a.Topic != b.Topic {
-			if a.Topic < b.Topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Partition - b.Partition)
-	})
-	for _, tp := range tps {
+	for _, tp := range SortedTPs(g.Offsets) {
 		recs = append(recs, offsetRecord(g.ID, tp, nil))
 	}
 	dead := *g
@@ -284,7 +270,7 @@ func (s *Groups) ExpireOffsets(now time.Time) {
 			continue
 		}
 		id := g.ID
-		s.store(s.tombstones(g), func(err error) {
+		s.persist(s.tombstones(g), func(err error) {
 			if err == nil {
 				delete(s.groups, id)
 			}

@@ -1,8 +1,11 @@
 package group
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -59,6 +62,78 @@ func groupRecord(g *Group) Record {
 	return r
 }
 
+// persist stores records and, once they are durable, remembers the group
+// state records among them (offset records are kept in the groups).
+func (s *Groups) persist(recs []Record, then func(error)) {
+	s.store(recs, func(err error) {
+		if err == nil {
+			for _, r := range recs {
+				s.remember(r)
+			}
+		}
+		then(err)
+	})
+}
+
+// remember tracks the latest group state record of a group.
+func (s *Groups) remember(r Record) {
+	if len(r.Key) < 2 || isOffsetKey(r.Key) {
+		return
+	}
+	if r.Value == nil {
+		delete(s.last, string(r.Key))
+		return
+	}
+	s.last[string(r.Key)] = r
+}
+
+func isOffsetKey(key []byte) bool {
+	v := int16(key[0])<<8 | int16(key[1])
+	return v == 0 || v == offsetKeyVersion
+}
+
+// LiveRecords is the whole durable state as records: every committed offset
+// and the latest state record of every group. Written to the log in this
+// order, they rebuild the same state, so that everything before them can
+// be dropped (the coordinator's compaction). Call it only when no store is
+// in flight.
+func (s *Groups) LiveRecords() []Record {
+	var recs []Record
+	for _, g := range s.All() {
+		if g.State == Dead {
+			continue
+		}
+		for _, tp := range SortedTPs(g.Offsets) {
+			o := g.Offsets[tp]
+			recs = append(recs, offsetRecord(g.ID, tp, &o))
+		}
+	}
+	keys := make([]string, 0, len(s.last))
+	for k := range s.last {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		recs = append(recs, s.last[k])
+	}
+	return recs
+}
+
+// SortedTPs returns the partitions of m by topic and partition.
+func SortedTPs(m map[TopicPartition]Offset) []TopicPartition {
+	tps := make([]TopicPartition, 0, len(m))
+	for tp := range m {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, func(a, b TopicPartition) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return tps
+}
+
 // errUnknownRecord is returned for records of a kind this coordinator does
 // not know; loading skips them.
 var errUnknownRecord = errors.New("group: unknown __consumer_offsets record")
@@ -69,6 +144,14 @@ func (s *Groups) Load(key, value []byte, now time.Time) error {
 	if len(key) < 2 {
 		return fmt.Errorf("group: short record key")
 	}
+	if err := s.load(key, value, now); err != nil {
+		return err
+	}
+	s.remember(Record{Key: key, Value: bytes.Clone(value)}) // not the read buffer
+	return nil
+}
+
+func (s *Groups) load(key, value []byte, now time.Time) error {
 	switch version := int16(key[0])<<8 | int16(key[1]); version {
 	case 0, offsetKeyVersion:
 		k := kmsg.NewOffsetCommitKey()

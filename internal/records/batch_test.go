@@ -97,5 +97,37 @@ func FuzzRecordBatch(f *testing.F) {
 		if re := kb.AppendTo(nil); !bytes.Equal(re, b[:h.Size()]) {
 			t.Fatalf("kmsg round trip differs")
 		}
+		// Each must never panic, and must agree with kmsg on what it reads.
+		var got []Rec
+		if Each(b[:h.Size()], func(r Rec) bool { got = append(got, r); return true }) == nil && kb.Attributes&7 == 0 {
+			rest := kb.Records
+			for i := range got {
+				var kr kmsg.Record
+				if err := kr.ReadFrom(rest); err != nil {
+					t.Fatalf("Each read record %d that kmsg cannot: %v", i, err)
+				}
+				if !bytes.Equal(kr.Key, got[i].Key) || !bytes.Equal(kr.Value, got[i].Value) || (kr.Key == nil) != (got[i].Key == nil) {
+					t.Fatalf("record %d: Each %q/%q, kmsg %q/%q", i, got[i].Key, got[i].Value, kr.Key, kr.Value)
+				}
+				rest = rest[len(kr.AppendTo(nil)):]
+			}
+		}
 	})
+}
+
+func TestEachReadsKeysValuesAndNulls(t *testing.T) {
+	b := Build(40, 1000, []Record{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b")}, {Value: []byte("3")}})
+	b = append(b, Build(43, 2000, []Record{{Key: []byte("d"), Value: []byte{}}})...)
+	var got []string
+	err := Each(b, func(r Rec) bool {
+		got = append(got, fmt.Sprintf("%d@%d %v:%q %v:%q", r.Offset, r.Timestamp, r.Key == nil, r.Key, r.Value == nil, r.Value))
+		return true
+	})
+	want := []string{`40@1000 false:"a" false:"1"`, `41@1001 false:"b" true:""`, `42@1002 true:"" false:"3"`, `43@2000 false:"d" false:""`}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Each: %v %q, want %q", err, got, want)
+	}
+	if err := Each(b[:len(b)-3], func(Rec) bool { return true }); err == nil {
+		t.Fatalf("truncated batches: %v", err)
+	}
 }

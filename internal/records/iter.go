@@ -100,54 +100,100 @@ func unsnappy(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-// RecordTimes calls fn with the offset and timestamp of each record of the
-// batches in b, in order, until fn returns false.
-func RecordTimes(b []byte, fn func(offset, ts int64) bool) error {
+// Rec is one record read back from a batch. Key and Value are nil for
+// null; they alias the batch (or its decompressed body).
+type Rec struct {
+	Offset, Timestamp int64
+	Key, Value        []byte
+}
+
+// Each calls fn with each record of the batches in b, in order, until fn
+// returns false. Control batches are included (their records are what the
+// caller must skip, if it wants to).
+func Each(b []byte, fn func(Rec) bool) error {
 	for len(b) > 0 {
 		h, err := ReadHeader(b)
 		if err != nil {
 			return err
 		}
-		if h.Attributes&AttrTimestampType != 0 {
-			// LogAppendTime: every record carries the batch's max timestamp.
-			for i := int32(0); i < h.NumRecords; i++ {
-				if !fn(h.BaseOffset+int64(i), h.MaxTimestamp) {
-					return nil
-				}
-			}
-			b = b[h.Size():]
-			continue
+		if len(b) < h.Size() {
+			return fmt.Errorf("%w: truncated batch", ErrCorruptBatch)
 		}
 		body, err := Decompress(h.Compression(), b[HeaderSize:h.Size()])
 		if err != nil {
 			return err
 		}
 		for i := int32(0); i < h.NumRecords; i++ {
-			// length, attributes, timestampDelta, offsetDelta, ...
+			// length, attributes, timestampDelta, offsetDelta, key, value, headers
 			length, n := binary.Varint(body)
 			if n <= 0 || length < 0 || int64(len(body)-n) < length {
 				return fmt.Errorf("%w: bad record length", ErrCorruptBatch)
 			}
 			rec := body[n : n+int(length)]
 			body = body[n+int(length):]
-			if len(rec) < 1 {
-				return fmt.Errorf("%w: empty record", ErrCorruptBatch)
+			r, err := parseRecord(rec, &h)
+			if err != nil {
+				return err
 			}
-			tsDelta, k := binary.Varint(rec[1:])
-			if k <= 0 {
-				return fmt.Errorf("%w: bad timestamp delta", ErrCorruptBatch)
-			}
-			offDelta, k2 := binary.Varint(rec[1+k:])
-			if k2 <= 0 {
-				return fmt.Errorf("%w: bad offset delta", ErrCorruptBatch)
-			}
-			if !fn(h.BaseOffset+offDelta, h.BaseTimestamp+tsDelta) {
+			if !fn(r) {
 				return nil
 			}
 		}
 		b = b[h.Size():]
 	}
 	return nil
+}
+
+// parseRecord reads one record's fields after its length.
+func parseRecord(rec []byte, h *Header) (Rec, error) {
+	bad := func(what string) (Rec, error) { return Rec{}, fmt.Errorf("%w: bad record %s", ErrCorruptBatch, what) }
+	if len(rec) < 1 {
+		return bad("attributes")
+	}
+	p := rec[1:]
+	next := func() (int64, bool) {
+		v, k := binary.Varint(p)
+		if k <= 0 {
+			return 0, false
+		}
+		p = p[k:]
+		return v, true
+	}
+	bytesField := func() ([]byte, bool) {
+		l, ok := next()
+		switch {
+		case !ok || l < -1 || l > int64(len(p)):
+			return nil, false
+		case l == -1:
+			return nil, true
+		}
+		v := p[:l:l]
+		p = p[l:]
+		return v, true
+	}
+	tsDelta, ok1 := next()
+	offDelta, ok2 := next()
+	if !ok1 || !ok2 {
+		return bad("deltas")
+	}
+	r := Rec{Offset: h.BaseOffset + offDelta, Timestamp: h.BaseTimestamp + tsDelta}
+	if h.Attributes&AttrTimestampType != 0 {
+		r.Timestamp = h.MaxTimestamp // LogAppendTime
+	}
+	var ok bool
+	if r.Key, ok = bytesField(); !ok {
+		return bad("key")
+	}
+	if r.Value, ok = bytesField(); !ok {
+		return bad("value")
+	}
+	return r, nil
+}
+
+// RecordTimes calls fn with the offset and timestamp of each record of the
+// batches in b, in order, until fn returns false.
+func RecordTimes(b []byte, fn func(offset, ts int64) bool) error {
+	return Each(b, func(r Rec) bool { return fn(r.Offset, r.Timestamp) })
 }
 
 // FirstAtOrAfter returns the offset and timestamp of the first record in

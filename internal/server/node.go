@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chronik-go/chronik/internal/config"
+	"github.com/chronik-go/chronik/internal/group"
 	"github.com/chronik-go/chronik/internal/meta"
 )
 
@@ -108,4 +109,29 @@ func (s *Server) initClusterID(ctx context.Context) error {
 	_, _ = rand.Read(id[:])
 	_, err := s.ProposeMeta(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: base64.RawURLEncoding.EncodeToString(id[:])})
 	return err
+}
+
+// Coordinator serves the consumer groups of the offsets partitions this
+// node leads.
+func (s *Server) Coordinator() *group.Coordinator { return s.coord }
+
+// offsetsPartitions is the partition count of __consumer_offsets (0 until
+// the first group request creates it).
+func (s *Server) offsetsPartitions() int32 {
+	t, ok := s.meta.Topic(group.OffsetsTopic)
+	if !ok {
+		return 0
+	}
+	return int32(len(t.Partitions))
+}
+
+// groupConfig is the coordinator's configuration from the node's.
+func (s *Server) groupConfig() group.Config {
+	c := group.DefaultConfig()
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	c.MinSessionTimeout, c.MaxSessionTimeout = ms(s.cfg.GroupMinSessionTimeoutMs), ms(s.cfg.GroupMaxSessionTimeoutMs)
+	c.InitialRebalanceDelay = ms(s.cfg.GroupInitialRebalanceMs)
+	c.MaxSize = int(s.cfg.GroupMaxSize)
+	c.OffsetsRetention = time.Duration(s.cfg.OffsetsRetentionMinutes) * time.Minute
+	return c
 }

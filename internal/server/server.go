@@ -19,6 +19,7 @@ import (
 	"github.com/chronik-go/chronik/internal/broker"
 	"github.com/chronik-go/chronik/internal/config"
 	"github.com/chronik-go/chronik/internal/configs"
+	"github.com/chronik-go/chronik/internal/group"
 	"github.com/chronik-go/chronik/internal/lifecycle"
 	"github.com/chronik-go/chronik/internal/meta"
 	"github.com/chronik-go/chronik/internal/partition"
@@ -51,6 +52,7 @@ type Server struct {
 	running map[string]*supervisor // owned by the reconciler
 	nudgec  chan struct{}
 	pids    producerIDs
+	coord   *group.Coordinator
 
 	// Listener is set once the Kafka listener is bound (tests read the
 	// port of :0 from it).
@@ -132,6 +134,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.groups.Go("partition-reconciler", true, s.reconcileLoop)
+	s.coord = group.NewCoordinator(group.CoordinatorOptions{NodeID: s.cfg.NodeID, Config: s.groupConfig(), Consumer: group.DefaultConsumerConfig(),
+		Partitions: s.offsetsPartitions, Partition: func(i int32) (*partition.Partition, bool) { return s.Partition(group.OffsetsTopic, i) },
+		Logger: s.log})
+	s.groups.Go("group-coordinator", true, s.coord.Run)
 	b := broker.New(s, s.log)
 	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
 	s.groups.Go("checkpointer", false, s.checkpointLoop)

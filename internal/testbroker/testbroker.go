@@ -18,10 +18,11 @@ import (
 
 // Config returns the settings of a test broker with data in dir.
 func Config(dir string) *config.Config {
-	return &config.Config{DataDir: dir, NodeID: 1, Bind: "127.0.0.1:0", Advertise: "127.0.0.1:0", Metrics: "127.0.0.1:0",
-		WALProfile: "low", ProduceProfile: "low-latency", LogLevel: "info", LogFormat: "text",
-		NumPartitions: 1, AutoCreateTopics: true, RetentionMs: -1, RetentionBytes: -1,
-		SegmentBytes: 64 << 20, SegmentMs: 7 * 24 * 3600 * 1000, SocketRequestMaxBytes: 100 << 20}
+	c := config.Defaults()
+	c.DataDir, c.NodeID, c.Bind, c.Advertise, c.Metrics = dir, 1, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	c.WALProfile, c.ProduceProfile = "low", "low-latency"
+	c.RetentionMs, c.SegmentBytes = -1, 64<<20
+	return c
 }
 
 // Broker is a running in-process broker.
