@@ -53,6 +53,8 @@ type Config struct {
 	GroupMinSessionTimeoutMs int64
 	GroupMaxSessionTimeoutMs int64
 	GroupMaxSize             int32
+	ConsumerSessionTimeoutMs int64
+	ConsumerHeartbeatMs      int64
 }
 
 // setting describes one configurable value.
@@ -128,6 +130,10 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.GroupMaxSessionTimeoutMs) }},
 		{key: "group.max.size", flag: "group-max-size", env: []string{"CHRONIK_GROUP_MAX_SIZE"}, def: "2147483647", usage: "most members a group may have",
 			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<31-1, &c.GroupMaxSize) }},
+		{key: "group.consumer.session.timeout.ms", flag: "group-consumer-session-timeout-ms", env: []string{"CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS"}, def: "45000", usage: "session timeout of KIP-848 consumer group members (set by the broker, not the client)",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.ConsumerSessionTimeoutMs) }},
+		{key: "group.consumer.heartbeat.interval.ms", flag: "group-consumer-heartbeat-interval-ms", env: []string{"CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS"}, def: "5000", usage: "heartbeat interval of KIP-848 consumer group members",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.ConsumerHeartbeatMs) }},
 	}
 }
 

@@ -135,3 +135,11 @@ func (s *Server) groupConfig() group.Config {
 	c.OffsetsRetention = time.Duration(s.cfg.OffsetsRetentionMinutes) * time.Minute
 	return c
 }
+
+// consumerGroupConfig is the KIP-848 configuration from the node's.
+func (s *Server) consumerGroupConfig() group.ConsumerConfig {
+	c := group.DefaultConsumerConfig()
+	c.SessionTimeout = time.Duration(s.cfg.ConsumerSessionTimeoutMs) * time.Millisecond
+	c.HeartbeatInterval = time.Duration(s.cfg.ConsumerHeartbeatMs) * time.Millisecond
+	return c
+}

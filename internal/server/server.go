@@ -134,7 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.groups.Go("partition-reconciler", true, s.reconcileLoop)
-	s.coord = group.NewCoordinator(group.CoordinatorOptions{NodeID: s.cfg.NodeID, Config: s.groupConfig(), Consumer: group.DefaultConsumerConfig(),
+	s.coord = group.NewCoordinator(group.CoordinatorOptions{NodeID: s.cfg.NodeID, Config: s.groupConfig(), Consumer: s.consumerGroupConfig(),
 		Partitions: s.offsetsPartitions, Partition: func(i int32) (*partition.Partition, bool) { return s.Partition(group.OffsetsTopic, i) },
 		Logger: s.log})
 	s.groups.Go("group-coordinator", true, s.coord.Run)

@@ -5,6 +5,7 @@ result on stdout. Bytes travel as base64; null stays null.
 """
 import base64
 import json
+import os
 import sys
 import time
 
@@ -66,6 +67,73 @@ def consume(req):
     return got
 
 
+def member(req):
+    """A long-running group member: JSON-lines events on stdout, commits
+    after processing, SIGTERM closes (and leaves the group)."""
+    import signal
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def emit(o):
+        print(json.dumps(o), flush=True)
+
+    conf = {"bootstrap.servers": req["bootstrap"], "group.id": req["group"], "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": req["session_timeout_ms"],
+            "heartbeat.interval.ms": 1000, "partition.assignment.strategy": req["strategy"], "fetch.wait.max.ms": 100}
+    if req.get("instance_id"):
+        conf["group.instance.id"] = req["instance_id"]
+    if os.environ.get("COMPAT_RDKAFKA_DEBUG"):
+        conf["debug"] = os.environ["COMPAT_RDKAFKA_DEBUG"]
+    c = Consumer(conf)
+    owned = set()
+    # processed: partition -> next offset after the last processed record.
+    # Commits name these offsets: the consumer's positions can run ahead of
+    # what the application saw around a rebalance.
+    processed = {}
+
+    def commit(parts, why):
+        offs = [TopicPartition(req["topic"], p, processed[p]) for p in parts if p in processed]
+        if not offs:
+            return
+        try:
+            c.commit(offsets=offs, asynchronous=False)
+        except confluent_kafka.KafkaException as e:
+            emit({"ev": "error", "msg": "commit %s: %s" % (why, e)})
+
+    def on_assign(consumer, parts):
+        owned.update(p.partition for p in parts)
+        emit({"ev": "owned", "partitions": sorted(owned)})
+
+    def on_revoke(consumer, parts):
+        commit([p.partition for p in parts], "on revoke")
+        for p in parts:
+            processed.pop(p.partition, None)
+        owned.difference_update(p.partition for p in parts)
+        emit({"ev": "owned", "partitions": sorted(owned)})
+
+    def on_lost(consumer, parts):
+        for p in parts:
+            processed.pop(p.partition, None)
+        owned.difference_update(p.partition for p in parts)
+        emit({"ev": "owned", "partitions": sorted(owned)})
+
+    c.subscribe([req["topic"]], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    while not stop:
+        msgs = c.consume(num_messages=200, timeout=0.2)
+        recs = []
+        for m in msgs:
+            if m.error():
+                emit({"ev": "error", "msg": str(m.error())})
+            else:
+                recs.append([m.partition(), m.offset()])
+                processed[m.partition()] = m.offset() + 1
+        if recs:
+            emit({"ev": "records", "recs": recs})
+            commit(sorted({r[0] for r in recs}), "after processing")
+    c.close()
+    return None
+
+
 def admin(req):
     a = AdminClient({"bootstrap.servers": req["bootstrap"]})
     op, topic = req["op"], req["topic"]
@@ -95,8 +163,10 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": "%s, librdkafka %s" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])}))
         return
-    fn = {"produce": produce, "consume": consume}.get(req["op"], admin)
-    print(json.dumps(fn(req)))
+    fn = {"produce": produce, "consume": consume, "member": member}.get(req["op"], admin)
+    out = fn(req)
+    if req["op"] != "member":
+        print(json.dumps(out))
 
 
 main()

@@ -1,7 +1,7 @@
 // kafkajs driver of the compat tests: one JSON request on stdin, one JSON
 // result on stdout. Bytes travel as base64; null stays null.
 'use strict'
-const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = require('kafkajs')
+const { Kafka, CompressionTypes, CompressionCodecs, PartitionAssigners, logLevel } = require('kafkajs')
 CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy')
 CompressionCodecs[CompressionTypes.LZ4] = new (require('kafkajs-lz4'))().codec
 
@@ -60,11 +60,73 @@ async function admin (kafka, req) {
   }
 }
 
+// member is a long-running group member: JSON-lines events on stdout,
+// commits after processing, SIGTERM disconnects (and leaves the group).
+async function member (kafka, req) {
+  const emit = o => process.stdout.write(JSON.stringify(o) + '\n')
+  const assigners = { roundrobin: PartitionAssigners.roundRobin }
+  const consumer = kafka.consumer({
+    groupId: req.group,
+    sessionTimeout: req.session_timeout_ms,
+    heartbeatInterval: 1000,
+    maxWaitTimeInMs: 100,
+    partitionAssigners: [assigners[req.strategy]]
+  })
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    const ps = (e.payload.memberAssignment[req.topic] || []).slice().sort((a, b) => a - b)
+    emit({ ev: 'owned', partitions: ps })
+  })
+  consumer.on(consumer.events.CRASH, e => emit({ ev: 'error', msg: String(e.payload.error) }))
+  process.on('SIGTERM', () => { consumer.disconnect().then(() => process.exit(0), () => process.exit(1)) })
+  await consumer.connect()
+  await consumer.subscribe({ topic: req.topic, fromBeginning: true })
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      if (batch.messages.length === 0) return
+      emit({ ev: 'records', recs: batch.messages.map(m => [batch.partition, Number(m.offset)]) })
+      const next = Number(batch.messages[batch.messages.length - 1].offset) + 1
+      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(next) }])
+    }
+  })
+  return new Promise(() => {}) // runs until SIGTERM
+}
+
+// consume reads n records from the start of every partition as the only
+// member of a fresh group (kafkajs has no manual assignment).
+async function consume (kafka, req) {
+  const consumer = kafka.consumer({ groupId: 'compat-kafkajs-' + req.topic + '-' + Date.now(), maxWaitTimeInMs: 100 })
+  await consumer.connect()
+  await consumer.subscribe({ topic: req.topic, fromBeginning: true })
+  const got = []
+  await new Promise((resolve, reject) => {
+    consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        if (got.length >= req.n) return
+        got.push({
+          partition,
+          offset: Number(message.offset),
+          key: enc(message.key),
+          value: enc(message.value),
+          headers: Object.entries(message.headers || {}).map(([key, value]) => ({ key, value: enc(value) }))
+        })
+        if (got.length >= req.n) resolve()
+      }
+    }).catch(reject)
+  })
+  await consumer.disconnect()
+  got.sort((a, b) => a.partition - b.partition || a.offset - b.offset)
+  return got
+}
+
 async function main () {
   const req = JSON.parse(require('fs').readFileSync(0, 'utf8'))
   if (req.op === 'version') return { version: require('kafkajs/package.json').version }
   const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: [req.bootstrap], logLevel: logLevel.ERROR })
   if (req.op === 'produce') return produce(kafka, req)
+  if (req.op === 'member') return member(kafka, req)
+  if (req.op === 'consume') return consume(kafka, req)
   return admin(kafka, req)
 }
 

@@ -79,13 +79,63 @@ def admin(req):
     raise ValueError(op)
 
 
+def member(req):
+    """A long-running group member: JSON-lines events on stdout, commits
+    after processing, SIGTERM closes (and leaves the group)."""
+    import signal
+    from kafka import ConsumerRebalanceListener
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def emit(o):
+        print(json.dumps(o), flush=True)
+
+    assignor = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+                "sticky": StickyPartitionAssignor}[req["strategy"]]
+    c = KafkaConsumer(bootstrap_servers=req["bootstrap"], group_id=req["group"], enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=req["session_timeout_ms"],
+                      heartbeat_interval_ms=1000, partition_assignment_strategy=[assignor], fetch_max_wait_ms=100)
+    owned = set()
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            try:
+                c.commit()
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                emit({"ev": "error", "msg": "commit on revoke: %s" % e})
+            owned.difference_update(tp.partition for tp in revoked)
+            emit({"ev": "owned", "partitions": sorted(owned)})
+
+        def on_partitions_assigned(self, assigned):
+            owned.clear()
+            owned.update(tp.partition for tp in assigned)
+            emit({"ev": "owned", "partitions": sorted(owned)})
+
+    c.subscribe([req["topic"]], listener=Listener())
+    while not stop:
+        batches = c.poll(timeout_ms=200)
+        recs = [[m.partition, m.offset] for msgs in batches.values() for m in msgs]
+        if recs:
+            emit({"ev": "records", "recs": recs})
+            try:
+                c.commit()
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                emit({"ev": "error", "msg": "commit: %s" % e})
+    c.close()
+
+
 def main():
     req = json.load(sys.stdin)
     if req["op"] == "version":
         print(json.dumps({"version": kafka.__version__}))
         return
-    fn = {"produce": produce, "consume": consume}.get(req["op"], admin)
-    print(json.dumps(fn(req)))
+    fn = {"produce": produce, "consume": consume, "member": member}.get(req["op"], admin)
+    out = fn(req)
+    if req["op"] != "member":
+        print(json.dumps(out))
 
 
 main()
