@@ -640,7 +640,7 @@ var goMember = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(dir, "member")
 	out, err := exec.Command("go", "build", "-o", bin, "./member").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build ./member: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./member: %w\n%s", err, out)
 	}
 	return bin, nil
 })

@@ -77,7 +77,6 @@ func main() {
 	}
 	o := &out{enc: json.NewEncoder(os.Stdout)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	var err error
 	switch cfg.Client {
 	case "franz-go":
@@ -89,6 +88,7 @@ func main() {
 	default:
 		err = fmt.Errorf("unknown client %q", cfg.Client)
 	}
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "member:", err)
 		os.Exit(1)
