@@ -110,3 +110,118 @@ func TestConsumerGroupEagerCooperativeAndKIP848(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupStateSurvivesRestartAndRewrite commits far more records than
+// the offsets partition keeps (so its log is rewritten and the older log
+// dropped), restarts the broker, and checks that every committed offset and
+// the group come back, and that a member resumes where the group left off.
+func TestGroupStateSurvivesRestartAndRewrite(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testbroker.Config(dir)
+	cfg.GroupInitialRebalanceMs, cfg.OffsetsTopicPartitions, cfg.OffsetsRewriteRecords = 0, 1, 50
+	b := testbroker.Start(t, cfg)
+	cl := client(t, b.Addr)
+	adm := kadm.NewClient(cl)
+	createTopic(t, adm, "st", 2, nil)
+	p := client(t, b.Addr, kgo.DefaultProduceTopic("st"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := range 20 {
+		p.Produce(context.Background(), &kgo.Record{Value: []byte(fmt.Sprint(i))}, nil)
+	}
+	if err := p.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// A group outside any membership (generation -1) committing many times.
+	ctx := ctxT(t)
+	for i := range 300 {
+		os := kadm.Offsets{}
+		os.Add(kadm.Offset{Topic: "st", Partition: int32(i % 2), At: int64(i), LeaderEpoch: -1, Metadata: fmt.Sprint("commit-", i)})
+		r, err := adm.CommitOffsets(ctx, "simple", os)
+		if err != nil || r.Error() != nil {
+			t.Fatalf("commit %d: %v %v", i, err, r.Error())
+		}
+	}
+	// A real member consumes everything and commits.
+	m := startMember(t, b.Addr, "live", "st")
+	for {
+		if err := m.poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		n := len(m.got)
+		m.mu.Unlock()
+		if n == 20 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of 20", n)
+		}
+	}
+	starts, err := adm.ListStartOffsets(ctx, "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _ := starts.Lookup("__consumer_offsets", 0)
+	ends, _ := adm.ListEndOffsets(ctx, "__consumer_offsets")
+	end, _ := ends.Lookup("__consumer_offsets", 0)
+	if start.Offset == 0 {
+		t.Fatalf("the offsets partition still starts at 0 after %d records: no rewrite dropped the older log", end.Offset)
+	}
+	t.Logf("offsets partition: log [%d, %d) after 300+ commits", start.Offset, end.Offset)
+	m.cl.Close() // leaves the group
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	b2 := testbroker.Start(t, cfg)
+	adm2 := kadm.NewClient(client(t, b2.Addr))
+	ctx = ctxT(t)
+	var fetched kadm.OffsetResponses
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		// COORDINATOR_LOAD_IN_PROGRESS is retried by the client.
+		if fetched, err = adm2.FetchOffsets(ctx, "simple"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for part, want := range map[int32]int64{0: 298, 1: 299} {
+		o, ok := fetched.Lookup("st", part)
+		if !ok || o.At != want || o.Metadata != fmt.Sprint("commit-", want) {
+			t.Fatalf("after restart, partition %d: %+v, want offset %d", part, o, want)
+		}
+	}
+	live, err := adm2.FetchOffsets(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	live.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	if sum != 20 {
+		t.Fatalf("group live committed %d records in all, want 20 after restart", sum)
+	}
+	// The group re-forms and resumes after what it committed.
+	p2 := client(t, b2.Addr, kgo.DefaultProduceTopic("st"))
+	if err := p2.ProduceSync(ctx, &kgo.Record{Value: []byte("after-restart")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := startMember(t, b2.Addr, "live", "st")
+	for {
+		if err := m2.poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m2.mu.Lock()
+		n := len(m2.got)
+		m2.mu.Unlock()
+		if n > 0 {
+			if n != 1 {
+				t.Fatalf("the re-formed group consumed %d records, want only the new one", n)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the re-formed group consumed nothing")
+		}
+	}
+}

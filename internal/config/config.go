@@ -55,6 +55,7 @@ type Config struct {
 	GroupMaxSize             int32
 	ConsumerSessionTimeoutMs int64
 	ConsumerHeartbeatMs      int64
+	OffsetsRewriteRecords    int64
 }
 
 // setting describes one configurable value.
@@ -130,6 +131,8 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.GroupMaxSessionTimeoutMs) }},
 		{key: "group.max.size", flag: "group-max-size", env: []string{"CHRONIK_GROUP_MAX_SIZE"}, def: "2147483647", usage: "most members a group may have",
 			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<31-1, &c.GroupMaxSize) }},
+		{key: "offsets.rewrite.after.records", flag: "offsets-rewrite-after-records", env: []string{"CHRONIK_OFFSETS_REWRITE_AFTER_RECORDS"}, def: "50000", usage: "an offsets partition whose log holds this many records more than twice its live state is rewritten and its older log dropped (Chronik's compaction of __consumer_offsets)",
+			set: func(c *Config, v string) error { return parseInt64(v, 10, 1<<40, &c.OffsetsRewriteRecords) }},
 		{key: "group.consumer.session.timeout.ms", flag: "group-consumer-session-timeout-ms", env: []string{"CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS"}, def: "45000", usage: "session timeout of KIP-848 consumer group members (set by the broker, not the client)",
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.ConsumerSessionTimeoutMs) }},
 		{key: "group.consumer.heartbeat.interval.ms", flag: "group-consumer-heartbeat-interval-ms", env: []string{"CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS"}, def: "5000", usage: "heartbeat interval of KIP-848 consumer group members",

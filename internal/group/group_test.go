@@ -414,3 +414,18 @@ func TestConsumerGroupRevokesBeforeReassigning(t *testing.T) {
 		t.Fatalf("after the session timeout: %+v", d)
 	}
 }
+
+// TestPartitionForMatchesKafka checks the group → offsets partition mapping
+// against values of Java's String.hashCode (UTF-16, including a surrogate
+// pair and the Integer.MIN_VALUE case that Kafka's Utils.abs maps to 0),
+// computed independently.
+func TestPartitionForMatchesKafka(t *testing.T) {
+	for _, c := range []struct {
+		group string
+		want  int32
+	}{{"my-group", 12}, {"console-consumer-12345", 6}, {"g", 3}, {"Ünïcödé-group", 47}, {"😀emoji", 27}, {"polygenelubricants", 0}} {
+		if got := PartitionFor(c.group, 50); got != c.want {
+			t.Errorf("PartitionFor(%q, 50) = %d, want %d", c.group, got, c.want)
+		}
+	}
+}

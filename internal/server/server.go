@@ -63,6 +63,8 @@ type Server struct {
 
 // New prepares a server; Run starts it.
 func New(cfg *config.Config, log *slog.Logger) *Server {
+	c := *cfg // Run resolves a :0 advertised port in its own copy
+	cfg = &c
 	return &Server{cfg: cfg, log: log, parts: map[string]*partition.Partition{}, offline: map[string]error{},
 		running: map[string]*supervisor{}, nudgec: make(chan struct{}, 1)}
 }
@@ -136,7 +138,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.groups.Go("partition-reconciler", true, s.reconcileLoop)
 	s.coord = group.NewCoordinator(group.CoordinatorOptions{NodeID: s.cfg.NodeID, Config: s.groupConfig(), Consumer: s.consumerGroupConfig(),
 		Partitions: s.offsetsPartitions, Partition: func(i int32) (*partition.Partition, bool) { return s.Partition(group.OffsetsTopic, i) },
-		Logger: s.log})
+		Logger: s.log, CompactAfter: int(s.cfg.OffsetsRewriteRecords)})
 	s.groups.Go("group-coordinator", true, s.coord.Run)
 	b := broker.New(s, s.log)
 	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
