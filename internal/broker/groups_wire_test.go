@@ -114,7 +114,7 @@ func TestFindCoordinatorSingleAndBatched(t *testing.T) {
 		t.Fatalf("produce to the offsets topic: %v, want INVALID_TOPIC_EXCEPTION", err)
 	}
 	dr, err := adm.DeleteTopics(ctxT(t), "__consumer_offsets")
-	if err != nil || dr["__consumer_offsets"].Err != kerr.InvalidTopicException {
+	if err != nil || !errors.Is(dr["__consumer_offsets"].Err, kerr.InvalidTopicException) {
 		t.Fatalf("delete the offsets topic: %v %v", err, dr["__consumer_offsets"].Err)
 	}
 }
