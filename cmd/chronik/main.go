@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chronik-go/chronik/internal/cli"
 	"github.com/chronik-go/chronik/internal/config"
 	"github.com/chronik-go/chronik/internal/server"
 )
@@ -34,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServer(), newVersion())
+	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand())
 	return root
 }
 

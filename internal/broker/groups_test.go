@@ -225,3 +225,33 @@ func TestGroupStateSurvivesRestartAndRewrite(t *testing.T) {
 		}
 	}
 }
+
+func TestBrokerReportsGroupLag(t *testing.T) {
+	b := fastGroupBroker(t)
+	cl := client(t, b.Addr)
+	adm := kadm.NewClient(cl)
+	createTopic(t, adm, "lag", 2, nil)
+	p := client(t, b.Addr, kgo.DefaultProduceTopic("lag"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Partition: int32(i % 2), Value: []byte("x")})
+	}
+	if err := p.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: "lag", Partition: 0, At: 2, LeaderEpoch: -1})
+	os.Add(kadm.Offset{Topic: "lag", Partition: 1, At: 5, LeaderEpoch: -1})
+	if r, err := adm.CommitOffsets(ctxT(t), "lagging", os); err != nil || r.Error() != nil {
+		t.Fatal(err, r.Error())
+	}
+	lags, err := b.GroupLag(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(lags)
+	want := "[{lagging lag 0 2 5 3} {lagging lag 1 5 5 0}]"
+	if got != want {
+		t.Fatalf("lag %s, want %s", got, want)
+	}
+}

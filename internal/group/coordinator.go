@@ -582,3 +582,37 @@ func (sh *shard) dropBefore(off int64, was, live int) {
 		sh.log.Info("compacted group state", "records_before", was, "live_records", live, "log_start", off)
 	})
 }
+
+// PartitionLag is how far a group's committed offset is behind the end of
+// a partition.
+type PartitionLag struct {
+	Group     string
+	Topic     string
+	Partition int32
+	Committed int64
+	End       int64
+	Lag       int64
+}
+
+// Lag reports the lag of every group this node coordinates, for each
+// partition it has committed. end returns a partition's high watermark
+// (false when this node does not know it: the partition is elsewhere).
+func (c *Coordinator) Lag(ctx context.Context, end func(topic string, partition int32) (int64, bool)) ([]PartitionLag, error) {
+	var out []PartitionLag
+	_, err := c.Each(ctx, func(s *Groups, _ time.Time) {
+		for _, g := range s.All() {
+			if g.State == Dead {
+				continue
+			}
+			for _, tp := range SortedTPs(g.Offsets) {
+				e, ok := end(tp.Topic, tp.Partition)
+				if !ok {
+					continue
+				}
+				o := g.Offsets[tp].Offset
+				out = append(out, PartitionLag{Group: g.ID, Topic: tp.Topic, Partition: tp.Partition, Committed: o, End: e, Lag: max(e-o, 0)})
+			}
+		}
+	})
+	return out, err
+}

@@ -143,3 +143,16 @@ func (s *Server) consumerGroupConfig() group.ConsumerConfig {
 	c.HeartbeatInterval = time.Duration(s.cfg.ConsumerHeartbeatMs) * time.Millisecond
 	return c
 }
+
+// GroupLag reports, for every group this node coordinates, how far each
+// committed partition is behind its high watermark (partitions this node
+// serves).
+func (s *Server) GroupLag(ctx context.Context) ([]group.PartitionLag, error) {
+	return s.coord.Lag(ctx, func(topic string, index int32) (int64, bool) {
+		p, ok := s.Partition(topic, index)
+		if !ok {
+			return 0, false
+		}
+		return p.Group.HighWatermark(), true
+	})
+}
