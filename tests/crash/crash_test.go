@@ -241,7 +241,7 @@ func TestCrashBrokerKill9GroupCommits(t *testing.T) {
 				return
 			default:
 			}
-			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("members"), kgo.ConsumeTopics("crashg"),
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("members"), kgo.ConsumeTopics("crashg"), kgo.SessionTimeout(6*time.Second),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxBytes(2000), kgo.FetchMaxPartitionBytes(500))
 			if err != nil {
 				continue
