@@ -429,3 +429,116 @@ func TestPartitionForMatchesKafka(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryIllegalStepGetsKafkasCode walks the rest of the illegal steps of
+// both protocols, one per line, each with the code Kafka answers.
+func TestEveryIllegalStepGetsKafkasCode(t *testing.T) {
+	h := newHarness(t)
+	bad := func(name string, got, want *kerr.Error) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	join := func(r JoinRequest) JoinResult {
+		t.Helper()
+		var res *JoinResult
+		r.ClientID, r.SessionTimeout, r.RebalanceTimeout = "c", 10*time.Second, 30*time.Second
+		if r.Protocols == nil {
+			r.Protocols = []Protocol{{Name: "range", Metadata: []byte("m")}}
+		}
+		if r.ProtocolType == "" {
+			r.ProtocolType = "consumer"
+		}
+		h.s.Join(r, h.now, func(x JoinResult) { res = &x })
+		if res == nil {
+			return JoinResult{}
+		}
+		return *res
+	}
+	bad("join without protocols", join(JoinRequest{Group: "g", Protocols: []Protocol{}}).Err, kerr.InconsistentGroupProtocol)
+	h.s.Join(JoinRequest{Group: "g", ProtocolType: "consumer", Protocols: []Protocol{{Name: "x"}}, SessionTimeout: time.Hour}, h.now, func(r JoinResult) {
+		bad("session timeout above the maximum", r.Err, kerr.InvalidSessionTimeout)
+	})
+	ids := stableGroup(t, h, 2)
+	bad("join with another protocol type", join(JoinRequest{Group: "g", ProtocolType: "connect"}).Err, kerr.InconsistentGroupProtocol)
+	bad("sync of an unknown member", h.sync("ghost", 1, nil)().Err, kerr.UnknownMemberID)
+	inconsistent := "roundrobin"
+	var sr SyncResult
+	h.s.Sync(SyncRequest{Group: "g", Generation: 1, MemberID: ids[0], Protocol: &inconsistent}, h.now, func(r SyncResult) { sr = r })
+	bad("sync naming another protocol (v5)", sr.Err, kerr.InconsistentGroupProtocol)
+	inst := "i-1"
+	bad("heartbeat with an instance id the member does not hold", h.s.Heartbeat("g", ids[0], &inst, 1, h.now), nil)
+	errs, _ := h.s.Leave("g", []LeaveMember{{InstanceID: &inst}}, h.now)
+	bad("leave by an unknown instance id", errs[0], kerr.UnknownMemberID)
+	_, gerr := h.s.Leave("nope", []LeaveMember{{MemberID: "x"}}, h.now)
+	bad("leave of an unknown group", gerr, kerr.UnknownMemberID)
+	// A member rejoining starts a rebalance: the others hear
+	// REBALANCE_IN_PROGRESS on heartbeat and on sync.
+	rj := h.join(ids[1], nil, "changed")
+	if rj() != nil || h.state() != PreparingRebalance {
+		t.Fatalf("rejoin with new metadata: %+v, state %v", rj(), h.state())
+	}
+	bad("heartbeat during a rebalance", h.s.Heartbeat("g", ids[0], nil, 1, h.now), kerr.RebalanceInProgress)
+	bad("sync during a rebalance", h.sync(ids[0], 1, nil)().Err, kerr.RebalanceInProgress)
+	var cerrs []*kerr.Error
+	known := func(TopicPartition) bool { return true }
+	h.s.Commit(CommitRequest{Group: "g", MemberID: ids[0], Generation: 1, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("commit of the current generation during a rebalance (allowed, as in Kafka)", cerrs[0], nil)
+	h.s.Commit(CommitRequest{Group: "", Generation: -1, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("commit without a group id", cerrs[0], kerr.InvalidGroupID)
+	h.s.Commit(CommitRequest{Group: "unknown", MemberID: "m", Generation: 3, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("member commit to a group that does not exist", cerrs[0], kerr.IllegalGeneration)
+	var derrs []*kerr.Error
+	h.s.DeleteOffsets("unknown", []TopicPartition{{"t", 0}}, func(_ []*kerr.Error, e *kerr.Error) { derrs = []*kerr.Error{e} })
+	bad("offset delete of an unknown group", derrs[0], kerr.GroupIDNotFound)
+
+	// A classic group and a consumer group cannot take each other's members.
+	topics := topicsFixture{"t": 2}
+	if r := h.hb(HeartbeatRequest{MemberID: "A", Subscribed: []string{"t"}}, topics); r.Err != nil {
+		t.Fatalf("consumer group join: %+v", r)
+	}
+	bad("classic join to a consumer group", join(JoinRequest{Group: "cg"}).Err, kerr.InconsistentGroupProtocol)
+	var hr HeartbeatResult
+	h.s.ConsumerHeartbeat(HeartbeatRequest{Version: 1, Group: "g", MemberID: "B", Subscribed: []string{"t"}}, topics, h.now, func(r HeartbeatResult) { hr = r })
+	bad("consumer heartbeat to a classic group with members", hr.Err, kerr.InconsistentGroupProtocol)
+	// KIP-848 heartbeats.
+	bad("unknown member with an epoch", h.hb(HeartbeatRequest{MemberID: "ghost", MemberEpoch: 3}, topics).Err, kerr.UnknownMemberID)
+	bad("a stale epoch", h.hb(HeartbeatRequest{MemberID: "A", MemberEpoch: 9}, topics).Err, kerr.FencedMemberEpoch)
+	bad("an unknown server assignor", h.hb(HeartbeatRequest{MemberID: "C", Subscribed: []string{"t"}, Assignor: &inconsistent}, topics).Err, kerr.UnsupportedAssignor)
+	bad("joining without a subscription", h.hb(HeartbeatRequest{MemberID: "C"}, topics).Err, kerr.InvalidRequest)
+	bad("joining while owning partitions", h.hb(HeartbeatRequest{MemberID: "C", Subscribed: []string{"t"}, Owned: []TopicPartition{{"t", 0}}}, topics).Err, kerr.InvalidRequest)
+	bad("an epoch below -2", h.hb(HeartbeatRequest{MemberID: "A", MemberEpoch: -3}, topics).Err, kerr.InvalidRequest)
+	badRegex := "("
+	bad("an invalid regex", h.hb(HeartbeatRequest{MemberID: "D", Subscribed: []string{}, Regex: &badRegex}, topics).Err, kerr.InvalidRegularExpression)
+	var v1 HeartbeatResult
+	h.s.ConsumerHeartbeat(HeartbeatRequest{Version: 1, Group: "cg", Subscribed: []string{"t"}}, topics, h.now, func(r HeartbeatResult) { v1 = r })
+	bad("v1 without a member id", v1.Err, kerr.InvalidRequest)
+	pod := "pod"
+	if r := h.hb(HeartbeatRequest{MemberID: "S1", InstanceID: &pod, Subscribed: []string{"t"}}, topics); r.Err != nil {
+		t.Fatalf("static consumer member: %+v", r)
+	}
+	bad("an instance id held by a live member", h.hb(HeartbeatRequest{MemberID: "S2", InstanceID: &pod, Subscribed: []string{"t"}}, topics).Err, kerr.UnreleasedInstanceID)
+	a := h.hb(HeartbeatRequest{MemberID: "A", MemberEpoch: 1, OwnedKnown: true}, topics)
+	h.s.Commit(CommitRequest{Group: "cg", MemberID: "A", Generation: a.MemberEpoch + 1, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("consumer commit with a future epoch", cerrs[0], kerr.StaleMemberEpoch)
+	h.s.Commit(CommitRequest{Group: "cg", MemberID: "ghost", Generation: 1, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("consumer commit by an unknown member", cerrs[0], kerr.UnknownMemberID)
+	h.s.Commit(CommitRequest{Group: "cg", Generation: -1, Offsets: []CommitOffset{{TopicPartition{"t", 0}, Offset{Offset: 1}}}}, h.now, known, func(e []*kerr.Error) { cerrs = e })
+	bad("simple commit to a consumer group with members", cerrs[0], kerr.UnknownMemberID)
+	var derr *kerr.Error
+	h.s.DeleteGroup("cg", func(e *kerr.Error) { derr = e })
+	bad("delete a consumer group with members", derr, kerr.NonEmptyGroup)
+}
+
+// TestGroupMaxSize refuses the member beyond group.max.size.
+func TestGroupMaxSize(t *testing.T) {
+	h := newHarness(t)
+	h.s.cfg.MaxSize = 2
+	stableGroup(t, h, 2)
+	var jr JoinResult
+	h.s.Join(JoinRequest{Group: "g", ClientID: "c", ProtocolType: "consumer", Protocols: []Protocol{{Name: "range"}}, SessionTimeout: 10 * time.Second, RequireKnownMemberID: true}, h.now, func(r JoinResult) { jr = r })
+	if jr.Err != kerr.GroupMaxSizeReached {
+		t.Fatalf("third member of a group of at most 2: %v", jr.Err)
+	}
+}
