@@ -367,7 +367,11 @@ func (sh *shard) run() {
 		return
 	}
 	sh.ready.Store(true)
-	sh.log.Info("coordinating groups", "groups", len(sh.groups.groups), "records", sh.logRecords, "took", time.Since(start).Round(time.Millisecond))
+	level := slog.LevelDebug // fifty empty partitions need not say so fifty times
+	if len(sh.groups.groups) > 0 {
+		level = slog.LevelInfo
+	}
+	sh.log.Log(sh.ctx, level, "coordinating groups", "groups", len(sh.groups.groups), "records", sh.logRecords, "took", time.Since(start).Round(time.Millisecond))
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	lastExpire := sh.now()
