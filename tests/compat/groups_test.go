@@ -73,6 +73,7 @@ type member struct {
 	ownedEvents int
 	recs        map[[2]int64]int
 	errs        []string
+	left        bool // closed cleanly by leave
 	stderr      bytes.Buffer
 }
 
@@ -127,6 +128,9 @@ func (m *member) leave(t *testing.T) {
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-m.done:
+		m.mu.Lock()
+		m.left = true
+		m.mu.Unlock()
 	case <-time.After(45 * time.Second):
 		_ = m.cmd.Process.Kill()
 		t.Fatalf("%s did not exit within 45 s of SIGTERM\n%s", m.name, m.stderrTail())
@@ -156,6 +160,10 @@ type groupClient struct {
 	// records (a client bug, shown by its own debug log): gaps are then
 	// reported in the matrix instead of failing the cell.
 	clientGaps map[string]string
+	// leaveDropsPolled: on a clean close the client may drop, unprinted,
+	// the one record per partition it had already polled (and so stored
+	// for commit); the reason says where that is in the client's code.
+	leaveDropsPolled string
 	// reportsOwned: the client tells its application what it owns.
 	reportsOwned bool
 	// command builds the member process for cfg; parse handles a line of
@@ -466,21 +474,45 @@ func waitCommitted(t *testing.T, adm *kadm.Client, group string, ends map[int32]
 // end of each partition was processed by some member. It returns the
 // offsets never processed when gapsExpected (a known client bug), else
 // fails on the first.
-func checkDelivered(t *testing.T, members []*member, ends map[int32]int64, gapsExpected bool) (gaps []string) {
+func checkDelivered(t *testing.T, gc groupClient, members []*member, ends map[int32]int64, gapsExpected bool) (gaps []string) {
 	t.Helper()
 	seen := map[[2]int64]int{}
+	// last[p] per cleanly closed member: the last offset it processed on p.
+	var lastOfLeft []map[int64]int64
 	for _, m := range members {
 		m.mu.Lock()
+		last := map[int64]int64{}
 		for k, n := range m.recs {
 			seen[k] += n
+			if v, ok := last[k[0]]; !ok || k[1] > v {
+				last[k[0]] = k[1]
+			}
+		}
+		if m.left {
+			lastOfLeft = append(lastOfLeft, last)
 		}
 		m.mu.Unlock()
+	}
+	droppedAtLeave := func(p, off int64) bool {
+		if gc.leaveDropsPolled == "" {
+			return false
+		}
+		for _, last := range lastOfLeft {
+			if v, ok := last[p]; ok && v == off-1 {
+				return true
+			}
+		}
+		return false
 	}
 	dups, total := 0, int64(0)
 	for p, end := range ends {
 		total += end
 		for off := range end {
 			n := seen[[2]int64{int64(p), off}]
+			if n == 0 && droppedAtLeave(int64(p), off) {
+				t.Logf("partition %d offset %d: polled by a member as it closed and not printed (%s)", p, off, gc.leaveDropsPolled)
+				continue
+			}
 			if n == 0 && gapsExpected {
 				gaps = append(gaps, fmt.Sprintf("%d/%d", p, off))
 				continue
@@ -550,12 +582,19 @@ func groupScenario(t *testing.T, gc groupClient, feature, strategy string) {
 		t.Fatalf("committed offsets went backwards: %v", mon.backward)
 	}
 	why, gapsExpected := gc.clientGaps[feature]
+	// Noted whether or not the bug struck this run: the matrix must not
+	// depend on luck.
+	var notes []string
 	if gapsExpected {
-		// Noted whether or not the bug struck this run: the matrix must not
-		// depend on luck.
-		results.note(gc.name, feature, "records the client itself skips are tolerated: "+why)
+		notes = append(notes, "records the client itself skips are tolerated: "+why)
 	}
-	if gaps := checkDelivered(t, all, ends, gapsExpected); len(gaps) > 0 {
+	if gc.leaveDropsPolled != "" {
+		notes = append(notes, "one record per partition may be committed unprocessed when a member closes: "+gc.leaveDropsPolled)
+	}
+	if len(notes) > 0 {
+		results.note(gc.name, feature, strings.Join(notes, "; "))
+	}
+	if gaps := checkDelivered(t, gc, all, ends, gapsExpected); len(gaps) > 0 {
 		t.Logf("the client skipped %d records (%v): %s", len(gaps), gaps[:min(len(gaps), 10)], why)
 	}
 	for _, m := range all {
@@ -696,6 +735,7 @@ func TestGroupsConfluentKafkaPython(t *testing.T) {
 	gc.strategies = map[string]string{featEager: "range", featCooperative: "cooperative-sticky", featStatic: "roundrobin"}
 	gc.missing = map[string]string{feat848: "librdkafka 2.0.2 (Debian's) predates group.protocol=consumer"}
 	gc.clientGaps = map[string]string{featCooperative: librdkafkaIncrementalBug}
+	gc.leaveDropsPolled = kcatDropsOnClose
 	runGroups(t, gc)
 }
 
@@ -721,6 +761,13 @@ func TestGroupsKafkaJS(t *testing.T) {
 // position (its fetch debug log shows "Enqueue 2 message(s) ... last_offset
 // 129" at v4, then "Fetch ... at offset 130 (v6)").
 const librdkafkaIncrementalBug = "librdkafka 2.0.2 drops records it had fetched for partitions it keeps across an incremental rebalance (its debug log shows the refetch starting after them); ownership and commits were correct"
+
+// kcatDropsOnClose: librdkafka stores a record's offset when poll returns
+// it (enable.auto.offset.store), but kcat's consume callback returns
+// without printing once SIGTERM has cleared its run flag; consumer_close
+// then commits past the record. Seen as one missing offset right after
+// the last one a cleanly closed kcat printed.
+const kcatDropsOnClose = "kcat skips printing the record it polled as SIGTERM arrived, and its close commits past it"
 
 // kcatRebalance matches kcat's rebalance lines on stderr, eager
 // ("% Group g rebalanced (memberid m): assigned: t [0], t [3]") and
