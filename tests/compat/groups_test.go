@@ -735,7 +735,6 @@ func TestGroupsConfluentKafkaPython(t *testing.T) {
 	gc.strategies = map[string]string{featEager: "range", featCooperative: "cooperative-sticky", featStatic: "roundrobin"}
 	gc.missing = map[string]string{feat848: "librdkafka 2.0.2 (Debian's) predates group.protocol=consumer"}
 	gc.clientGaps = map[string]string{featCooperative: librdkafkaIncrementalBug}
-	gc.leaveDropsPolled = kcatDropsOnClose
 	runGroups(t, gc)
 }
 
@@ -780,6 +779,7 @@ func TestGroupsKcat(t *testing.T) {
 	gc.strategies = map[string]string{featEager: "range", featCooperative: "cooperative-sticky", featStatic: "range"}
 	gc.missing = map[string]string{feat848: "librdkafka 2.0.2 (Debian's) predates group.protocol=consumer"}
 	gc.clientGaps = map[string]string{featCooperative: librdkafkaIncrementalBug}
+	gc.leaveDropsPolled = kcatDropsOnClose
 	gc.command = func(t *testing.T, cfg memberCfg) *exec.Cmd {
 		args := []string{"-b", addr(t), "-G", cfg.Group, "-J", "-u", "-X", "auto.offset.reset=earliest",
 			"-X", "session.timeout.ms=" + strconv.Itoa(cfg.SessionTimeout), "-X", "heartbeat.interval.ms=1000",
