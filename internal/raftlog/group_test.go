@@ -229,20 +229,53 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		return nil
 	}
 	waitFor(t, "a leader", func() bool { return leader() != nil })
-	propose := func(n *node, k int) int64 {
-		var last int64
-		for range k {
+	// propose writes k entries through the current leader, following
+	// leadership as a client would when an election happens under load
+	// (a proposal refused with ErrNotLeader may still commit later, so
+	// callers compare high watermarks, not counts).
+	propose := func(k int) {
+		for i := 0; i < k; {
+			var n *node
+			waitFor(t, "a leader", func() bool { n = leader(); return n != nil })
 			d := payload(2, 64)
-			r, err := n.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
-			if err != nil {
+			_, err := n.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			switch {
+			case errors.Is(err, ErrNotLeader):
+				continue
+			case err != nil:
 				t.Fatalf("propose on leader %d: %v", n.id, err)
 			}
-			last = r.BaseOffset + 2
+			i++
 		}
-		return last
+	}
+	// settled waits until every connected replica has the same high
+	// watermark as the leader and returns it.
+	settled := func(skip *node) int64 {
+		var hw int64
+		waitFor(t, "replicas agree on the high watermark", func() bool {
+			l := leader()
+			if l == nil {
+				return false
+			}
+			hw = l.g.HighWatermark()
+			for _, n := range nodes {
+				if n != skip && n.g.HighWatermark() != hw {
+					return false
+				}
+			}
+			return true
+		})
+		return hw
+	}
+	propose(50)
+	end := settled(nil)
+	if end < 100 {
+		t.Fatalf("high watermark %d after 50 two-record proposals", end)
 	}
 	l1 := leader()
-	end := propose(l1, 50)
+	if l1 == nil {
+		t.Fatal("no leader")
+	}
 	// A follower refuses proposals.
 	for _, n := range nodes {
 		if n != l1 {
@@ -262,7 +295,11 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 	if first != end {
 		t.Fatalf("new leader's high watermark %d, committed end was %d", first, end)
 	}
-	end2 := propose(l2, 30)
+	propose(30)
+	end2 := settled(l1)
+	if end2 < end+60 {
+		t.Fatalf("high watermark %d after 30 more proposals from %d", end2, end)
+	}
 	// Heal: the old leader steps down and catches up.
 	net.setDown(l1.id, false)
 	waitFor(t, "every replica caught up", func() bool {
@@ -273,6 +310,7 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		}
 		return true
 	})
+	waitFor(t, "a leader", func() bool { l2 = leader(); return l2 != nil })
 	// Every replica holds the same log.
 	ref, _ := l2.log.LastIndex()
 	for _, n := range nodes {
