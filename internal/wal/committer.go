@@ -115,11 +115,14 @@ type Stats struct {
 // written file concurrently. Writes of a file complete in submission order.
 //
 // A round starts as soon as the previous one finished and at least one write
-// is queued. It lingers (up to Profile.MaxWait) only when it holds fewer than
-// half the writes of the previous round: that is the dip right after a large
-// round completes, when its writers are about to submit again, and waiting a
-// little keeps rounds full instead of alternating full and empty. A lone
-// writer therefore never waits for a timer.
+// is queued. It lingers only when it holds fewer than half the writes of the
+// previous round: that is the dip right after a large round completes, when
+// its writers are about to submit again, and waiting a little keeps rounds
+// full instead of alternating full and empty. The linger is at most as long
+// as the previous round took (and never above Profile.MaxWait): a writer
+// then waits no longer than one more fsync would have cost it, so closed-loop
+// clients whose next write depends on this round are not stalled for the
+// whole MaxWait. A lone writer never waits for a timer.
 type Committer struct {
 	prof     Profile
 	obs      Observer
@@ -187,9 +190,10 @@ func (c *Committer) Submit(ctx context.Context, w *Write) error {
 // submitted and returns. Submit fails with ErrClosed afterwards.
 func (c *Committer) Run(ctx context.Context) error {
 	var (
-		batch []*Write
-		prev  int
-		timer = time.NewTimer(time.Hour)
+		batch   []*Write
+		prev    int
+		lastDur time.Duration
+		timer   = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
 	for {
@@ -202,15 +206,17 @@ func (c *Committer) Run(ctx context.Context) error {
 			close(c.done)
 			return nil
 		}
-		batch = c.collect(batch[:0], first, prev, timer)
+		batch = c.collect(batch[:0], first, prev, min(lastDur, c.prof.MaxWait), timer)
+		start := time.Now()
 		c.round(batch)
+		lastDur = time.Since(start)
 		prev = len(batch)
 		clear(batch)
 	}
 }
 
 // collect fills a round starting with first.
-func (c *Committer) collect(batch []*Write, first *Write, prev int, timer *time.Timer) []*Write {
+func (c *Committer) collect(batch []*Write, first *Write, prev int, linger time.Duration, timer *time.Timer) []*Write {
 	batch = append(batch, first)
 	size := first.Size
 	full := func() bool { return len(batch) >= c.prof.MaxBatchWrites || size >= c.prof.MaxBatchBytes }
@@ -224,10 +230,10 @@ func (c *Committer) collect(batch []*Write, first *Write, prev int, timer *time.
 		}
 		break
 	}
-	if full() || c.prof.MaxWait <= 0 || len(batch)*2 >= prev {
+	if full() || linger <= 0 || len(batch)*2 >= prev {
 		return batch
 	}
-	timer.Reset(c.prof.MaxWait)
+	timer.Reset(linger)
 	defer timer.Stop()
 	for !full() && len(batch) < prev {
 		select {
