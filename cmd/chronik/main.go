@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand())
+	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand(), cli.NewBenchCommand())
 	return root
 }
 

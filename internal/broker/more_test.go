@@ -31,11 +31,21 @@ func produceRaw(t *testing.T, cl *kgo.Client, topic string, id [16]byte, batch [
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, 5000
 	req.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, TopicID: id, Partitions: []kmsg.ProduceRequestTopicPartition{{Records: batch}}}}
-	resp, err := req.RequestWith(ctxT(t), cl)
-	if err != nil {
-		t.Fatal(err)
+	// Right after a restart the partition may not be led yet: retry the
+	// retriable answers, as a client does.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := req.RequestWith(ctxT(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		code := p.ErrorCode
+		if (code != kerr.NotLeaderForPartition.Code && code != kerr.LeaderNotAvailable.Code) || time.Now().After(deadline) {
+			return p
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return resp.Topics[0].Partitions[0]
 }
 
 // TestIdempotenceSurvivesRestart: the producer state is rebuilt after a
