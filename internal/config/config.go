@@ -37,6 +37,8 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+	// PprofAddr serves Go's pprof handlers when set.
+	PprofAddr string
 
 	NumPartitions         int32
 	AutoCreateTopics      bool
@@ -102,6 +104,16 @@ func settings() []setting {
 			set: func(c *Config, v string) error {
 				c.LogFormat = strings.ToLower(v)
 				return oneOf(c.LogFormat, "text", "json")
+			}},
+		{key: "debug.pprof.addr", flag: "pprof-addr", env: []string{"CHRONIK_PPROF_ADDR"}, def: "", usage: "serve Go pprof profiles (CPU, heap, block, mutex) at this host:port; empty: off",
+			set: func(c *Config, v string) error {
+				if v != "" {
+					if _, _, err := net.SplitHostPort(v); err != nil {
+						return err
+					}
+				}
+				c.PprofAddr = v
+				return nil
 			}},
 		{key: "num.partitions", flag: "num-partitions", env: []string{"CHRONIK_NUM_PARTITIONS"}, def: "1", usage: "partitions of auto-created topics",
 			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<20, &c.NumPartitions) }},

@@ -126,6 +126,9 @@ func (s *Server) Run(ctx context.Context) error {
 		_, real, _ := net.SplitHostPort(ln.Addr().String())
 		s.cfg.Advertise = net.JoinHostPort(host, real)
 	}
+	if s.cfg.PprofAddr != "" {
+		s.groups.Go("pprof", false, func(ctx context.Context) error { return s.servePprof(ctx, s.cfg.PprofAddr) })
+	}
 	s.host = raftlog.NewHost(0)
 	s.groups.Go("raft-ticker", true, s.host.Run)
 	if err := s.startMeta(); err != nil {
