@@ -58,6 +58,7 @@ config file, then the default.`,
 			log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			server.Version = buildVersion()
 			log.Info("starting chronik", "version", buildVersion(), "node_id", cfg.NodeID, "data_dir", cfg.DataDir)
 			return server.New(cfg, log).Run(ctx)
 		},

@@ -18,6 +18,7 @@ import (
 	"github.com/chronik-go/chronik/internal/config"
 	"github.com/chronik-go/chronik/internal/group"
 	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/metrics"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
 )
@@ -46,6 +47,8 @@ type Node interface {
 	// Coordinator serves consumer groups whose offsets partition this node
 	// leads.
 	Coordinator() *group.Coordinator
+	// Metrics is where the broker counts (nil: nothing is counted).
+	Metrics() *metrics.Metrics
 }
 
 // handler serves one API. It runs on the connection's reader goroutine,
@@ -71,6 +74,7 @@ type Broker struct {
 	handlers map[int16]handler
 	budget   *Budget
 	maxFrame int32
+	metrics  *metrics.Metrics
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -88,8 +92,10 @@ func New(node Node, log *slog.Logger) *Broker {
 		budget:   NewBudget(config.ProduceProfileBytes(cfg.ProduceProfile)),
 		maxFrame: cfg.SocketRequestMaxBytes,
 		conns:    map[*conn]struct{}{},
+		metrics:  node.Metrics(),
 	}
 	b.register()
+	b.registerMetrics()
 	return b
 }
 
@@ -168,12 +174,18 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 		b.conns[c] = struct{}{}
 		b.mu.Unlock()
 		b.wg.Add(1)
+		if b.metrics != nil {
+			b.metrics.ConnOpened()
+		}
 		go func() {
 			defer b.wg.Done()
 			c.serve(ctx)
 			b.mu.Lock()
 			delete(b.conns, c)
 			b.mu.Unlock()
+			if b.metrics != nil {
+				b.metrics.ConnClosed()
+			}
 		}()
 	}
 }

@@ -22,6 +22,7 @@ type Budget struct {
 
 	// Stats.
 	blockedNanos int64
+	waits        int64
 	peak         int64
 }
 
@@ -72,6 +73,7 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (release func(), err erro
 	}
 	b.mu.Lock()
 	b.blockedNanos += int64(time.Since(start))
+	b.waits++
 	b.mu.Unlock()
 	return b.releaser(n), nil
 }
@@ -110,11 +112,12 @@ func (b *Budget) grantLocked() {
 type BudgetStats struct {
 	Capacity, Used, Peak int64
 	Blocked              time.Duration
+	Waits                int64 // reservations that had to wait
 }
 
 // Stats returns the budget's counters.
 func (b *Budget) Stats() BudgetStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BudgetStats{Capacity: b.capacity, Used: b.used, Peak: b.peak, Blocked: time.Duration(b.blockedNanos)}
+	return BudgetStats{Capacity: b.capacity, Used: b.used, Peak: b.peak, Blocked: time.Duration(b.blockedNanos), Waits: b.waits}
 }

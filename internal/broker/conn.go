@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -85,6 +86,7 @@ func (c *conn) read(ctx context.Context) error {
 	for {
 		size, err := protocol.ReadSize(br, c.b.maxFrame)
 		if err != nil {
+			c.b.badFrame(err)
 			return err
 		}
 		// A produce request's records live twice until they are durable:
@@ -105,6 +107,7 @@ func (c *conn) read(ctx context.Context) error {
 			return err
 		}
 		if err := c.dispatch(ctx, frame, release); err != nil {
+			c.b.badFrame(err)
 			release()
 			return err
 		}
@@ -114,9 +117,11 @@ func (c *conn) read(ctx context.Context) error {
 // dispatch parses one frame and queues its response slot. Errors end the
 // connection (Kafka closes connections it cannot parse).
 func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error {
+	start := time.Now()
 	h, req, body, err := protocol.ParseRequest(frame, c.b.versions)
 	if err != nil {
 		if errors.Is(err, protocol.ErrUnsupportedVersion) && h.Key == int16(kmsg.ApiVersions) {
+			c.b.badFrame(err)
 			// KIP-511: answer an ApiVersions version we do not know with a
 			// v0 response carrying UNSUPPORTED_VERSION and our table, so the
 			// client can retry with a version we serve.
@@ -137,10 +142,12 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 		if !res.noResponse {
 			p.frame = protocol.AppendResponse(nil, h.CorrelationID, res.resp)
 		}
+		c.b.observe(h.Key, req, res.resp, time.Since(start))
 		close(p.ready)
 	} else {
 		go func() {
 			resp := res.wait()
+			c.b.observe(h.Key, req, resp, time.Since(start))
 			switch {
 			case res.noResponse && resp != nil:
 				p.kill = true

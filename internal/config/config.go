@@ -39,6 +39,10 @@ type Config struct {
 	LogFormat string
 	// PprofAddr serves Go's pprof handlers when set.
 	PprofAddr string
+	// LagPerPartition exports consumer lag per group and partition
+	// (otherwise per group only); LagMaxSeries caps those series.
+	LagPerPartition bool
+	LagMaxSeries    int
 
 	NumPartitions         int32
 	AutoCreateTopics      bool
@@ -104,6 +108,15 @@ func settings() []setting {
 			set: func(c *Config, v string) error {
 				c.LogFormat = strings.ToLower(v)
 				return oneOf(c.LogFormat, "text", "json")
+			}},
+		{key: "metrics.lag.per.partition", flag: "metrics-lag-per-partition", env: []string{"CHRONIK_METRICS_LAG_PER_PARTITION"}, def: "true", usage: "export consumer lag per group, topic and partition (false: per group only, one series per group)",
+			set: func(c *Config, v string) error { b, err := strconv.ParseBool(v); c.LagPerPartition = b; return err }},
+		{key: "metrics.lag.max.series", flag: "metrics-lag-max-series", env: []string{"CHRONIK_METRICS_LAG_MAX_SERIES"}, def: "10000", usage: "at most this many per-partition lag series (the largest lags are kept; the rest are summed per group)",
+			set: func(c *Config, v string) error {
+				var n int32
+				err := parseInt32(v, 0, 1<<24, &n)
+				c.LagMaxSeries = int(n)
+				return err
 			}},
 		{key: "debug.pprof.addr", flag: "pprof-addr", env: []string{"CHRONIK_PPROF_ADDR"}, def: "", usage: "serve Go pprof profiles (CPU, heap, block, mutex) at this host:port; empty: off",
 			set: func(c *Config, v string) error {

@@ -341,6 +341,9 @@ func (s *Groups) prepareRebalance(g *Group, now time.Time) {
 	if g.State == PreparingRebalance {
 		return
 	}
+	if s.cfg.OnRebalance != nil {
+		s.cfg.OnRebalance("classic")
+	}
 	if g.State == CompletingRebalance {
 		for _, m := range g.Members {
 			if m.sync != nil {

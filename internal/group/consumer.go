@@ -275,6 +275,9 @@ func newConsumerGroup() *ConsumerGroup {
 
 func (s *Groups) bumpEpoch(g *Group, now time.Time) {
 	g.Consumer.Epoch++
+	if s.cfg.OnRebalance != nil {
+		s.cfg.OnRebalance("consumer")
+	}
 	if len(g.Consumer.Members) == 0 {
 		g.emptySince = now
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	MaxSize               int           // group.max.size
 	OffsetsRetention      time.Duration // offsets.retention.minutes
 	MaxMetadataBytes      int           // offset.metadata.max.bytes
+	// OnRebalance, when set, is told of every rebalance a group starts
+	// ("classic": to PreparingRebalance; "consumer": a new group epoch).
+	OnRebalance func(protocol string)
 }
 
 // DefaultConfig returns Kafka's defaults.

@@ -133,6 +133,7 @@ func (s *Server) groupConfig() group.Config {
 	c.InitialRebalanceDelay = ms(s.cfg.GroupInitialRebalanceMs)
 	c.MaxSize = int(s.cfg.GroupMaxSize)
 	c.OffsetsRetention = time.Duration(s.cfg.OffsetsRetentionMinutes) * time.Minute
+	c.OnRebalance = func(protocol string) { s.metrics.Rebalances.WithLabelValues(protocol).Inc() }
 	return c
 }
 

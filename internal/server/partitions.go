@@ -90,6 +90,9 @@ func (s *Server) reconcile(ctx context.Context) error {
 		s.log.Info("partition deleted", "partition", name)
 	}
 	var errs []error
+	if !s.ready.Load() {
+		s.partsWanted.Store(int64(len(desired)))
+	}
 	for name, w := range desired {
 		if _, ok := s.running[name]; ok {
 			continue
@@ -105,6 +108,9 @@ func (s *Server) reconcile(ctx context.Context) error {
 		select {
 		case err := <-opened:
 			errs = append(errs, err)
+			if !s.ready.Load() {
+				s.partsOpened.Add(1)
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -229,7 +235,7 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 	}
 	eff := s.effective(t)
 	opts := logOptionsFor(eff)
-	opts.Meta, opts.Logger = PartitionMeta, s.log
+	opts.Meta, opts.Logger, opts.OnRoll = PartitionMeta, s.log, s.metrics.SegmentRolls.Inc
 	l, err := storage.Open(dir, s.committer, opts)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/chronik-go/chronik/internal/group"
 	"github.com/chronik-go/chronik/internal/lifecycle"
 	"github.com/chronik-go/chronik/internal/meta"
+	"github.com/chronik-go/chronik/internal/metrics"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/raftlog"
 	"github.com/chronik-go/chronik/internal/records"
@@ -56,18 +57,40 @@ type Server struct {
 
 	// Listener is set once the Kafka listener is bound (tests read the
 	// port of :0 from it).
-	listener atomic.Pointer[net.Listener]
+	listener  atomic.Pointer[net.Listener]
+	metricsLn atomic.Pointer[net.Listener]
 
-	ready atomic.Bool
+	ready    atomic.Bool
+	stopping atomic.Bool
+	phase    atomic.Value // string: what start-up is doing
+	started  time.Time
+	// partsWanted and partsOpened track start-up recovery for /readyz.
+	partsWanted, partsOpened atomic.Int64
+
+	metrics *metrics.Metrics
 }
+
+// Version is the build's version, reported by /healthz.
+var Version = "dev"
 
 // New prepares a server; Run starts it.
 func New(cfg *config.Config, log *slog.Logger) *Server {
 	c := *cfg // Run resolves a :0 advertised port in its own copy
 	cfg = &c
-	return &Server{cfg: cfg, log: log, parts: map[string]*partition.Partition{}, offline: map[string]error{},
-		running: map[string]*supervisor{}, nudgec: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: log, parts: map[string]*partition.Partition{}, offline: map[string]error{},
+		running: map[string]*supervisor{}, nudgec: make(chan struct{}, 1), started: time.Now(), metrics: metrics.New(nil)}
+	s.phase.Store("opening the data directory")
+	s.registerState()
+	for i, name := range []string{"low-latency", "balanced", "high-throughput", "extreme"} {
+		if cfg.ProduceProfile == name {
+			s.metrics.ProduceProfileActive.Set(float64(i))
+		}
+	}
+	return s
 }
+
+// Metrics is the server's metrics (served on metrics.bind).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // PartitionMeta is the storage.MetaFunc of data partitions.
 func PartitionMeta(data []byte) (storage.EntryMeta, bool, error) {
@@ -94,6 +117,25 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	// Health first: /healthz answers and /readyz says why not while the
+	// storage recovers.
+	if s.cfg.Metrics != "" {
+		mln, err := net.Listen("tcp", s.cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("metrics listener on %s: %w", s.cfg.Metrics, err)
+		}
+		s.metricsLn.Store(&mln)
+		hctx, stopHTTP := context.WithCancel(context.Background())
+		httpDone := make(chan struct{})
+		go func() {
+			defer close(httpDone)
+			if err := s.serveHTTP(hctx, mln); err != nil {
+				s.log.Error("metrics server", "err", err)
+			}
+		}()
+		defer func() { stopHTTP(); <-httpDone }()
+		s.log.Info("serving metrics and health", "addr", mln.Addr().String())
+	}
 	lock, err := lockDataDir(s.cfg.DataDir)
 	if err != nil {
 		return err
@@ -103,7 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.committer, err = wal.New(prof); err != nil {
+	if s.committer, err = wal.New(prof, wal.WithObserver(metrics.WALObserver{M: s.metrics})); err != nil {
 		return err
 	}
 	s.infra = lifecycle.New(context.Background(), s.log)
@@ -131,10 +173,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.host = raftlog.NewHost(0)
 	s.groups.Go("raft-ticker", true, s.host.Run)
+	s.phase.Store("recovering the metadata log")
 	if err := s.startMeta(); err != nil {
 		return err
 	}
 	s.meta.OnApply(func(*meta.Command) { s.nudge() })
+	s.phase.Store("recovering partitions")
 	if err := s.reconcile(s.groups.Context()); err != nil {
 		return err
 	}
@@ -158,9 +202,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("storage recovered", "data_dir", s.cfg.DataDir, "partitions", n, "offline", off, "bytes", bytes,
 		"wal_profile", prof.Name, "took", time.Since(start).Round(time.Millisecond))
 	s.log.Info("serving kafka", "listener", ln.Addr().String(), "advertised", s.cfg.Advertise, "cluster_id", s.meta.ClusterID())
+	s.phase.Store("serving")
 	s.ready.Store(true)
 	<-s.groups.Context().Done()
+	s.stopping.Store(true)
 	s.ready.Store(false)
+	s.phase.Store("shutting down")
 	s.log.Info("shutting down")
 	return nil
 }
@@ -176,7 +223,7 @@ func (s *Server) shutdown() {
 }
 
 func (s *Server) logOptions() storage.Options {
-	return storage.Options{Logger: s.log, RetentionAge: -1, RetentionBytes: -1}
+	return storage.Options{Logger: s.log, RetentionAge: -1, RetentionBytes: -1, OnRoll: s.metrics.SegmentRolls.Inc}
 }
 
 // startMeta opens the metadata group, replays it and registers this broker.
@@ -268,6 +315,7 @@ func (s *Server) retentionLoop(ctx context.Context) error {
 			if n, err := l.EnforceRetention(); err != nil {
 				s.log.Warn("retention", "log", l.Name(), "err", err)
 			} else if n > 0 {
+				s.metrics.RetentionDeletions.Add(float64(n))
 				s.log.Info("retention deleted segments", "log", l.Name(), "segments", n)
 			}
 		}

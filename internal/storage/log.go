@@ -86,6 +86,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives recovery and repair messages (default slog.Default).
 	Logger *slog.Logger
+	// OnRoll, when set, is called after each segment roll (for metrics;
+	// under the log's lock: it must not block or call back into the log).
+	OnRoll func()
 }
 
 const (

@@ -132,6 +132,9 @@ func (l *Log) rollLocked() error {
 	l.segs = append(l.segs, next)
 	l.cur, l.durable = st, st
 	l.hsDirty = false
+	if l.opts.OnRoll != nil {
+		l.opts.OnRoll()
+	}
 	return nil
 }
 

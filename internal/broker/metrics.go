@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/protocol"
+)
+
+// Kafka record batch header: records count at byte 57, batch length (after
+// the first 12 bytes) at byte 8.
+const (
+	batchLenAt   = 8
+	batchCountAt = 57
+	batchHeader  = 61
+)
+
+// batchStats counts the records and bytes of concatenated record batches.
+func batchStats(b []byte) (records, bytes int64) {
+	bytes = int64(len(b))
+	for len(b) >= batchHeader {
+		n := int(int32(binary.BigEndian.Uint32(b[batchLenAt:]))) + 12
+		if n < batchHeader || n > len(b) {
+			break
+		}
+		records += int64(int32(binary.BigEndian.Uint32(b[batchCountAt:])))
+		b = b[n:]
+	}
+	return records, bytes
+}
+
+// registerMetrics exposes the produce budget at scrape time.
+func (b *Broker) registerMetrics() {
+	m := b.metrics
+	if m == nil {
+		return
+	}
+	reg := m.Registry
+	stat := func() BudgetStats { return b.budget.Stats() }
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_produce_buffer_used_bytes", Help: "Bytes of requests admitted and not yet answered (the produce profile's budget in use; a produce request counts twice: frame and Raft entry)."},
+			func() float64 { return float64(stat().Used) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_produce_buffer_limit_bytes", Help: "The produce profile's budget."},
+			func() float64 { return float64(stat().Capacity) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chronik_produce_backpressure_seconds_total", Help: "Time requests spent waiting for budget (backpressure)."},
+			func() float64 { return stat().Blocked.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chronik_produce_backpressure_waits_total", Help: "Requests that had to wait for budget."},
+			func() float64 { return float64(stat().Waits) }),
+	)
+}
+
+// badFrame counts a request refused before any handler ran.
+func (b *Broker) badFrame(err error) {
+	if b.metrics == nil || err == nil {
+		return
+	}
+	reason := "malformed"
+	switch {
+	case errors.Is(err, protocol.ErrFrameTooLarge):
+		reason = "oversized"
+	case errors.Is(err, protocol.ErrUnknownKey):
+		reason = "unknown_api"
+	case errors.Is(err, protocol.ErrUnsupportedVersion):
+		reason = "unsupported_version"
+	case !errors.Is(err, protocol.ErrMalformed):
+		return // EOF, closed: not a bad request
+	}
+	b.metrics.BadFrames.WithLabelValues(reason).Inc()
+}
+
+// observe counts one handled request once its response is known (resp nil:
+// no response, acks=0).
+func (b *Broker) observe(key int16, req kmsg.Request, resp kmsg.Response, took time.Duration) {
+	m := b.metrics
+	if m == nil {
+		return
+	}
+	api := kmsg.NameForKey(key)
+	m.RequestDuration.WithLabelValues(api).Observe(took.Seconds())
+	outcome := "ok"
+	switch r := req.(type) {
+	case *kmsg.ProduceRequest:
+		failed := false
+		stored := map[[2]any]bool{}
+		if pr, ok := resp.(*kmsg.ProduceResponse); ok {
+			for _, t := range pr.Topics {
+				for _, p := range t.Partitions {
+					if p.ErrorCode != 0 {
+						failed = true
+						continue
+					}
+					stored[[2]any{t.Topic, p.Partition}] = true
+				}
+			}
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				n, size := batchStats(p.Records)
+				m.MessagesReceived.Add(float64(n))
+				// acks=0 has no response: count what the request carried.
+				if resp == nil || stored[[2]any{t.Topic, p.Partition}] {
+					m.MessagesStored.Add(float64(n))
+					m.BytesProduced.Add(float64(size))
+				}
+			}
+		}
+		if failed {
+			outcome = "error"
+		}
+		m.ProduceRequests.WithLabelValues(map[bool]string{true: "error", false: "success"}[failed]).Inc()
+	case *kmsg.FetchRequest:
+		failed := false
+		if fr, ok := resp.(*kmsg.FetchResponse); ok {
+			failed = fr.ErrorCode != 0
+			for _, t := range fr.Topics {
+				for _, p := range t.Partitions {
+					if p.ErrorCode != 0 {
+						failed = true
+					}
+					n, size := batchStats(p.RecordBatches)
+					m.MessagesFetched.Add(float64(n))
+					m.BytesFetched.Add(float64(size))
+				}
+			}
+		}
+		if failed {
+			outcome = "error"
+		}
+		m.FetchRequests.WithLabelValues(map[bool]string{true: "error", false: "success"}[failed]).Inc()
+	default:
+		if topLevelError(resp) {
+			outcome = "error"
+		}
+	}
+	m.Requests.WithLabelValues(api, outcome).Inc()
+}
+
+// topLevelError reports whether a response's top-level ErrorCode is set.
+func topLevelError(resp kmsg.Response) bool {
+	if resp == nil {
+		return false
+	}
+	v := reflect.ValueOf(resp)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return false
+	}
+	f := v.FieldByName("ErrorCode")
+	return f.IsValid() && f.Kind() == reflect.Int16 && f.Int() != 0
+}

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chronik-go/chronik/internal/group"
+)
+
+// MetricsAddr is the bound metrics address (nil when off or not yet bound).
+func (s *Server) MetricsAddr() net.Addr {
+	if ln := s.metricsLn.Load(); ln != nil {
+		return (*ln).Addr()
+	}
+	return nil
+}
+
+var (
+	descState      = prometheus.NewDesc("chronik_state_count", "Objects this broker knows, by type (topics, partitions, consumer_groups, active_connections), as the original Chronik exported them.", []string{"type"}, nil)
+	descPartitions = prometheus.NewDesc("chronik_partitions", "Local partition replicas, by state (serving, offline: a damaged log, the rest still serve).", []string{"state"}, nil)
+	descLeaders    = prometheus.NewDesc("chronik_raft_leader_count", "Partitions (and the metadata group) this broker leads.", nil, nil)
+	descFollowers  = prometheus.NewDesc("chronik_raft_follower_count", "Partitions this broker serves as a follower.", nil, nil)
+	descGroups     = prometheus.NewDesc("chronik_consumer_groups", "Consumer groups this broker coordinates, by state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead; KIP-848 groups: Empty, Assigning, Reconciling, Stable).", []string{"state", "protocol"}, nil)
+	descLag        = prometheus.NewDesc("chronik_consumer_lag", "Consumer lag per group and partition: high watermark minus committed offset (metrics.lag.per.partition; at most metrics.lag.max.series series, the largest).", []string{"group", "topic", "partition"}, nil)
+	descGroupLag   = prometheus.NewDesc("chronik_consumer_group_lag", "Consumer lag per group, summed over its committed partitions.", []string{"group"}, nil)
+	descReady      = prometheus.NewDesc("chronik_ready", "1 when /readyz says ready.", nil, nil)
+)
+
+// registerState exports state read at scrape time.
+func (s *Server) registerState() {
+	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady},
+		func(emit func(*prometheus.Desc, float64, ...string)) {
+			_, ok := s.Readiness()
+			emit(descReady, b2f(ok))
+			if !ok {
+				return // the fields below are set while starting
+			}
+			s.mu.RLock()
+			serving, offline := len(s.parts), len(s.offline)
+			leaders, followers := 0, 0
+			for _, p := range s.parts {
+				if p.Group.Status().IsLeader {
+					leaders++
+				} else {
+					followers++
+				}
+			}
+			s.mu.RUnlock()
+			if s.metaGroup != nil && s.metaGroup.Status().IsLeader {
+				leaders++
+			}
+			emit(descPartitions, float64(serving), "serving")
+			emit(descPartitions, float64(offline), "offline")
+			emit(descLeaders, float64(leaders))
+			emit(descFollowers, float64(followers))
+			topics := s.meta.Topics()
+			parts := 0
+			for _, t := range topics {
+				parts += len(t.Partitions)
+			}
+			emit(descState, float64(len(topics)), "topics")
+			emit(descState, float64(parts), "partitions")
+			emit(descState, float64(s.metrics.Connections()), "active_connections")
+			if s.coord == nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			type key struct{ state, protocol string }
+			counts := map[key]int{}
+			n := 0
+			_, _ = s.coord.Each(ctx, func(gs *group.Groups, _ time.Time) {
+				for _, g := range gs.All() {
+					proto := "classic"
+					if g.Consumer != nil {
+						proto = "consumer"
+					}
+					counts[key{g.StateName(), proto}]++
+					n++
+				}
+			})
+			emit(descState, float64(n), "consumer_groups")
+			for k, c := range counts {
+				emit(descGroups, float64(c), k.state, k.protocol)
+			}
+			lags, err := s.GroupLag(ctx)
+			if err != nil {
+				return
+			}
+			s.emitLag(lags, emit)
+		})
+}
+
+// emitLag exports per-group sums always, and per-partition series when
+// enabled, capped to the largest LagMaxSeries.
+func (s *Server) emitLag(lags []group.PartitionLag, emit func(*prometheus.Desc, float64, ...string)) {
+	sums := map[string]int64{}
+	for _, l := range lags {
+		sums[l.Group] += max(l.Lag, 0)
+	}
+	for g, v := range sums {
+		emit(descGroupLag, float64(v), g)
+	}
+	if !s.cfg.LagPerPartition {
+		return
+	}
+	if len(lags) > s.cfg.LagMaxSeries {
+		lags = slices.Clone(lags)
+		slices.SortFunc(lags, func(a, b group.PartitionLag) int { return int(b.Lag - a.Lag) })
+		lags = lags[:s.cfg.LagMaxSeries]
+	}
+	for _, l := range lags {
+		emit(descLag, float64(max(l.Lag, 0)), l.Group, l.Topic, strconv.Itoa(int(l.Partition)))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
