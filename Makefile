@@ -10,7 +10,7 @@ FUZZTIME ?= 60s
 FUZZTIME_TEST ?= 4s
 BENCHTIME ?= 2s
 
-.PHONY: help build run test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage fuzz clean tools
+.PHONY: help build run test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: ## Go benchmarks of the hot paths
 
 bench-storage: ## the storage report of docs/PERFORMANCE.md (raw disk next to BenchmarkAppend)
 	./scripts/bench-storage.sh
+
+bench-peers: ## Chronik against NATS JetStream, kfake and sarama (about 16 min); rewrites the peers table of docs/PERFORMANCE.md
+	./scripts/bench-peers.sh --write-doc
 
 lint: tools ## golangci-lint
 	$(GOBIN)/golangci-lint run ./...

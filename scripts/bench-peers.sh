@@ -68,6 +68,19 @@ CHRONIK=$TOOLS/chronik
 	echo "filesystem: $(df -T "$OUT" | awk 'NR==2 {print $2 " on " $1}')"
 	echo "go: $(go version | cut -d' ' -f3)"
 	echo "nats-server: $("$NATS_SERVER" --version 2>&1 | head -1) ($NATS_SERVER)"
+	# The disk's own fdatasync latency, the floor of every durable acknowledgement.
+	python3 - "$OUT" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync.probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+ts = []
+for _ in range(500):
+    os.write(fd, b"x" * 300)
+    t = time.perf_counter(); os.fdatasync(fd); ts.append(time.perf_counter() - t)
+os.close(fd); os.remove(path)
+ts.sort()
+print("raw fdatasync after a 300 B append (500 samples): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms" % (ts[250] * 1e3, ts[450] * 1e3, ts[495] * 1e3))
+PY
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 

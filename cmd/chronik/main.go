@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand(), cli.NewBenchCommand())
+	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand(), cli.NewTopicCommand(), cli.NewProduceCommand(), cli.NewConsumeCommand(), cli.NewClusterCommand(), cli.NewBenchCommand())
 	return root
 }
 

@@ -35,12 +35,13 @@ func (c *common) register(cmd *cobra.Command) {
 }
 
 // client connects; the caller closes it.
-func (c *common) client() (*kgo.Client, error) {
+func (c *common) client(extra ...kgo.Opt) (*kgo.Client, error) {
 	if c.output != "table" && c.output != "json" {
 		return nil, fmt.Errorf("unknown output %q (table or json)", c.output)
 	}
-	return kgo.NewClient(kgo.SeedBrokers(strings.Split(c.brokers, ",")...), kgo.DialTimeout(5*time.Second),
-		kgo.RequestRetries(2), kgo.RetryTimeout(c.timeout))
+	opts := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(c.brokers, ",")...), kgo.DialTimeout(5 * time.Second),
+		kgo.RequestRetries(2), kgo.RetryTimeout(c.timeout)}, extra...)
+	return kgo.NewClient(opts...)
 }
 
 // brokerErr makes "nothing answered" one clear line.
@@ -83,6 +84,7 @@ func NewGroupCommand() *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(groupAdminCommands(&c)...)
 	return cmd
 }
 

@@ -60,7 +60,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	f := factory{reg}
 	m := &Metrics{Registry: reg}
-	m.Requests = f.counterVec("chronik_kafka_requests_total", "Kafka requests handled, by API and outcome (ok, error: the response carries an error code, unsupported: version refused, failed: the connection was closed).", "api", "outcome")
+	m.Requests = f.counterVec("chronik_kafka_requests_total", "Kafka requests answered, by API and outcome (ok; error: the response carries a top-level error code, or for produce and fetch a partition's).", "api", "outcome")
 	m.RequestDuration = f.histogramVec("chronik_kafka_request_duration_seconds", "Time from a request's arrival to its response being ready, by API (for produce: including the wait for durability).",
 		[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "api")
 	m.ProduceRequests = f.counterVec("chronik_produce_requests_total", "Produce requests, by result (success: every partition stored; error: any partition failed).", "result")
@@ -73,7 +73,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_active_connections", Help: "Open Kafka client connections."},
 		func() float64 { return float64(m.conns.Load()) }))
 	m.ConnectionsTotal = f.counter("chronik_connections_total", "Kafka client connections accepted.")
-	m.BadFrames = f.counterVec("chronik_bad_requests_total", "Requests refused before any handler ran, by reason (oversized, malformed, unknown_api).", "reason")
+	m.BadFrames = f.counterVec("chronik_bad_requests_total", "Requests refused before any handler ran, by reason (oversized, malformed, unknown_api, unsupported_version).", "reason")
 	m.ProduceProfileActive = f.gauge("chronik_produce_profile_active", "The produce profile: 0 low-latency, 1 balanced, 2 high-throughput, 3 extreme.")
 	m.WALWrites = f.counterVec("chronik_wal_writes_total", "Writes through the group committer, by result.", "result")
 	m.WALBytes = f.counter("chronik_wal_bytes_written_total", "Bytes written through the group committer.")

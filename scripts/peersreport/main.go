@@ -241,14 +241,19 @@ func report(dir string, sizes []string) string {
 		}
 	}
 	if top, err := os.ReadFile(filepath.Join(dir, "chronik-cpu-top.txt")); err == nil {
-		lines := strings.Split(string(top), "\n")
+		// The header (duration, samples) and the top 15 rows.
 		var keep []string
-		for _, l := range lines {
-			if strings.Contains(l, "flat%") || (len(keep) > 0 && len(keep) < 16 && strings.TrimSpace(l) != "") {
+		rows := -1
+		for _, l := range strings.Split(string(top), "\n") {
+			switch {
+			case strings.HasPrefix(l, "Duration:"):
 				keep = append(keep, l)
-			}
-			if strings.HasPrefix(strings.TrimSpace(l), "Showing") || strings.HasPrefix(l, "Duration") {
+			case strings.Contains(l, "flat%"):
 				keep = append(keep, l)
+				rows = 0
+			case rows >= 0 && rows < 15 && strings.TrimSpace(l) != "":
+				keep = append(keep, l)
+				rows++
 			}
 		}
 		fmt.Fprintf(&w, "\nBroker CPU profile, 10 s in the middle of the acks=all 256 B run (`go tool pprof -top`):\n\n```\n%s\n```\n", strings.Join(keep, "\n"))
