@@ -20,7 +20,8 @@ const (
 	batchHeader  = 61
 )
 
-// batchStats counts the records and bytes of concatenated record batches.
+// batchStats counts the records and bytes of concatenated record batches
+// (of a request: not validated yet, so it trusts nothing).
 func batchStats(b []byte) (records, bytes int64) {
 	bytes = int64(len(b))
 	for len(b) >= batchHeader {
@@ -28,7 +29,10 @@ func batchStats(b []byte) (records, bytes int64) {
 		if n < batchHeader || n > len(b) {
 			break
 		}
-		records += int64(int32(binary.BigEndian.Uint32(b[batchCountAt:])))
+		// A malformed batch may claim a negative count: counters only grow.
+		if c := int32(binary.BigEndian.Uint32(b[batchCountAt:])); c > 0 {
+			records += int64(c)
+		}
 		b = b[n:]
 	}
 	return records, bytes
