@@ -103,10 +103,10 @@ bench() { # name size acks brokers [extra...]
 for size in $SIZES; do
 	# Chronik, profile high, acks=1 and acks=all.
 	for acks in 1 all; do
-		KP=$(port) PP=$(port)
+		KP=$(port) PP=$(port) MP=$(port)
 		rm -rf "$OUT/chronik-data"
 		"$CHRONIK" server --data-dir "$OUT/chronik-data" --bind "127.0.0.1:$KP" --wal-profile high \
-			--pprof-addr "127.0.0.1:$PP" --log-level warn >"$OUT/chronik-server-$acks-$size.log" 2>&1 &
+			--pprof-addr "127.0.0.1:$PP" --metrics-bind "127.0.0.1:$MP" --log-level warn >"$OUT/chronik-server-$acks-$size.log" 2>&1 &
 		CP=$!; PIDS+=("$CP")
 		wait_port "$KP"
 		if [ "$acks" = all ] && [ "$size" = 256 ]; then
@@ -116,6 +116,8 @@ for size in $SIZES; do
 			PROF=$!
 		fi
 		bench "chronik-acks$acks" "$size" "$acks" "127.0.0.1:$KP"
+		# The broker's own account of the run (requests, commit rounds, fsyncs).
+		curl -s "http://127.0.0.1:$MP/metrics" >"$OUT/chronik-metrics-acks$acks-$size.txt"
 		if [ "$acks" = all ] && [ "$size" = 256 ]; then
 			wait "$PROF" || true
 			go tool pprof -top -nodecount=25 "$CHRONIK" "$OUT/chronik-cpu.pprof" >"$OUT/chronik-cpu-top.txt" 2>/dev/null || true
@@ -147,7 +149,7 @@ for size in $SIZES; do
 	# then an open-loop round trip at half that rate.
 	if [ "$size" = 256 ]; then
 		KP=$(port)
-		"$CHRONIK" server --data-dir "$OUT/chronik-data" --bind "127.0.0.1:$KP" --wal-profile low --log-level warn >"$OUT/chronik-server-low.log" 2>&1 &
+		"$CHRONIK" server --data-dir "$OUT/chronik-data" --bind "127.0.0.1:$KP" --metrics-bind "127.0.0.1:$(port)" --wal-profile low --log-level warn >"$OUT/chronik-server-low.log" 2>&1 &
 		CP=$!; PIDS+=("$CP")
 		wait_port "$KP"
 		bench chronik-low-saturated "$size" all "127.0.0.1:$KP" -t low-sat -d "$(( (DURATION + 1) / 2 ))s"

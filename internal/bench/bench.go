@@ -124,10 +124,8 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("unknown payload pattern %q (random, zeros, text)", c.PayloadPattern)
 	}
-	if c.Duration <= 0 && c.MessageCount <= 0 && c.Mode != ModeConsume {
-		// Until interrupted: allowed, the caller's context ends it.
-		return nil
-	}
+	// No duration and no count: the run lasts until the caller's context
+	// ends (Ctrl-C), as the original's -d 0.
 	return nil
 }
 
