@@ -132,7 +132,19 @@ type Committer struct {
 	done     chan struct{}
 
 	rounds, writes, bytes, syncs atomic.Uint64
+
+	// Rounds overlap: while round n's fdatasyncs run, round n+1 is formed
+	// and written, and its fdatasyncs may start; completions stay in round
+	// order. slots bounds the rounds in flight; lastDone is the newest
+	// round's completion (owned by the Run goroutine).
+	slots    chan struct{}
+	lastDone chan struct{}
 }
+
+// roundsInFlight is how many rounds may be syncing at once. Two already
+// let a round's writes reach the kernel while the previous fdatasync runs;
+// concurrent fdatasyncs of one file share the journal commit on ext4.
+const roundsInFlight = 2
 
 // Option configures a Committer.
 type Option func(*Committer)
@@ -145,7 +157,8 @@ func New(p Profile, opts ...Option) (*Committer, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Committer{prof: p, obs: nopObserver{}, queue: make(chan *Write, p.QueueDepth), done: make(chan struct{})}
+	c := &Committer{prof: p, obs: nopObserver{}, queue: make(chan *Write, p.QueueDepth), done: make(chan struct{}),
+		slots: make(chan struct{}, roundsInFlight)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -203,6 +216,7 @@ func (c *Committer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			c.closed.Store(true)
 			c.drain()
+			c.waitRounds()
 			close(c.done)
 			return nil
 		}
@@ -271,13 +285,24 @@ func (c *Committer) drain() {
 	}
 }
 
+// waitRounds waits until every round in flight has completed.
+func (c *Committer) waitRounds() {
+	if c.lastDone != nil {
+		<-c.lastDone
+	}
+}
+
 // fileRound is one file's share of a round.
 type fileRound struct {
 	file   *File
 	writes []*Write
 	err    error
+	end    int64 // the file's written end after this round's writes
 }
 
+// round writes a batch (in the Run goroutine, so writes reach the kernel in
+// submission order) and hands it to a goroutine that fdatasyncs its files
+// and then, once the previous round has completed, completes its writes.
 func (c *Committer) round(batch []*Write) {
 	files := make([]*fileRound, 0, 4)
 	byFile := make(map[*File]*fileRound, 4)
@@ -292,17 +317,32 @@ func (c *Committer) round(batch []*Write) {
 		fr.writes = append(fr.writes, w)
 		total += w.Size
 	}
+	n := len(batch)
+	c.slots <- struct{}{}
 	t0 := time.Now()
 	for _, fr := range files {
 		fr.err = c.writeFile(fr)
+		fr.end = fr.file.written.Load()
 	}
 	t1 := time.Now()
-	c.syncAll(files)
-	t2 := time.Now()
-	c.rounds.Add(1)
-	c.writes.Add(uint64(len(batch)))
-	c.bytes.Add(uint64(total))
-	c.obs.Round(len(batch), total, len(files), t1.Sub(t0), t2.Sub(t1))
+	prev, done := c.lastDone, make(chan struct{})
+	c.lastDone = done
+	go func() {
+		defer close(done)
+		c.syncAll(files)
+		t2 := time.Now()
+		if prev != nil {
+			<-prev
+		}
+		<-c.slots
+		for _, fr := range files {
+			c.complete(fr)
+		}
+		c.rounds.Add(1)
+		c.writes.Add(uint64(n))
+		c.bytes.Add(uint64(total))
+		c.obs.Round(n, total, len(files), t1.Sub(t0), t2.Sub(t1))
+	}()
 }
 
 // writeFile writes a file's share with as few pwritev calls as contiguity
@@ -395,7 +435,8 @@ func advance(iovs [][]byte, n int) [][]byte {
 // maxSyncers bounds concurrent fdatasyncs in one round.
 const maxSyncers = 64
 
-// syncAll makes every file of the round durable and completes its writes.
+// syncAll fdatasyncs every file of the round (concurrently when several);
+// the writes are completed afterwards, in round order, by complete.
 func (c *Committer) syncAll(files []*fileRound) {
 	if len(files) == 1 {
 		c.syncFile(files[0])
@@ -442,10 +483,21 @@ func (c *Committer) syncFile(fr *fileRound) {
 			err = c.failFile(f, fmt.Errorf("fdatasync %s: %w", f.path, err))
 		}
 	}
+	fr.err = err
+}
+
+// complete answers a file's writes of a round, after every earlier round
+// completed. A file that an earlier round failed fails this round too,
+// whatever this round's own fdatasync said: after a failed fdatasync a
+// later one may report success for pages that were lost.
+func (c *Committer) complete(fr *fileRound) {
+	f := fr.file
+	err := fr.err
 	if err == nil {
-		if w := f.written.Load(); w > f.synced.Load() {
-			f.synced.Store(w)
-		}
+		err = f.Err()
+	}
+	if err == nil && fr.end > f.synced.Load() {
+		f.synced.Store(fr.end)
 	}
 	for _, w := range fr.writes {
 		w.Done(err)
