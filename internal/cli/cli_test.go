@@ -232,6 +232,14 @@ func TestProduceConsumeAndGroupAdmin(t *testing.T) {
 		t.Fatalf("delete again: %v", err)
 	}
 
+	// A missing topic is created on produce when the broker allows it.
+	if _, _, err := runCmd(t, NewProduceCommand(), "first\n", append([]string{"-t", "fresh"}, bs...)...); err != nil {
+		t.Fatalf("produce to a new topic: %v", err)
+	}
+	if out, _, err := runCmd(t, NewConsumeCommand(), "", append([]string{"-t", "fresh", "-e"}, bs...)...); err != nil || out != "first\n" {
+		t.Fatalf("consume the new topic: %v %q", err, out)
+	}
+
 	// cluster info, both outputs.
 	out, _, err = runCmd(t, NewClusterCommand(), "", append([]string{"info"}, bs...)...)
 	if err != nil || !strings.Contains(out, "CONTROLLER 1") || !strings.Contains(out, "BROKER") {

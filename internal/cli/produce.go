@@ -92,7 +92,9 @@ each record's partition and offset is printed as a JSON line.`,
 			if format != "line" && format != "json" {
 				return fmt.Errorf("unknown format %q (line or json)", format)
 			}
-			opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5 * time.Millisecond)}
+			// Like kafka-console-producer and kcat: a missing topic is created when
+			// the broker allows it (auto.create.topics.enable).
+			opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5 * time.Millisecond), kgo.AllowAutoTopicCreation()}
 			switch acks {
 			case "all", "-1":
 				opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
