@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -62,7 +63,7 @@ func (r *runner) result(start time.Time, elapsed time.Duration) *Result {
 	h, clamped := r.lat.Snapshot()
 	res := &Result{
 		Tool: "chronik bench", Label: cfg.Label, Mode: cfg.Mode, LoadModel: "closed", Started: start.UTC(),
-		DurationSec: elapsed.Seconds(), Brokers: joinComma(cfg.Brokers), Topic: cfg.Topic, Concurrency: cfg.Concurrency,
+		DurationSec: elapsed.Seconds(), Brokers: strings.Join(cfg.Brokers, ","), Topic: cfg.Topic, Concurrency: cfg.Concurrency,
 		MessageSize: cfg.MessageSize, Acks: cfg.Acks, Idempotent: cfg.Idempotent, Compression: cfg.Compression,
 		LingerMs: cfg.LingerMs, BatchSize: cfg.BatchSize, RateLimit: cfg.RateLimit, ConsumerGroup: cfg.ConsumerGroup,
 		Messages: r.c.msgs.Load(), Failed: r.c.failed.Load(), Bytes: r.c.bytes.Load(),
@@ -88,17 +89,6 @@ func (r *runner) result(start time.Time, elapsed time.Duration) *Result {
 	maps.Copy(res.Errors, r.c.errs)
 	r.c.errMu.Unlock()
 	return res
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += v
-	}
-	return out
 }
 
 // WriteTable prints the final table people read.

@@ -18,7 +18,9 @@ import (
 	"github.com/chronik-go/chronik/internal/protocol"
 )
 
-type leaveResult struct {
+// memberErrors is a batch answer of the coordinator: one error per item
+// (member, partition) and one for the whole group.
+type memberErrors struct {
 	errs  []*kerr.Error
 	group *kerr.Error
 }
@@ -39,9 +41,9 @@ func (b *Broker) handleLeaveGroup(ctx context.Context, _ *conn, h *protocol.Head
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return result{resp: resp}
 	}
-	wait := group.Send(ctx, b.node.Coordinator(), req.Group, func(s *group.Groups, now time.Time, reply func(leaveResult)) {
+	wait := group.Send(ctx, b.node.Coordinator(), req.Group, func(s *group.Groups, now time.Time, reply func(memberErrors)) {
 		errs, gerr := s.Leave(req.Group, members, now)
-		reply(leaveResult{errs, gerr})
+		reply(memberErrors{errs, gerr})
 	})
 	return result{wait: func() kmsg.Response {
 		res, e := wait(ctx)

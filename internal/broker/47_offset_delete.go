@@ -18,11 +18,6 @@ import (
 	"github.com/chronik-go/chronik/internal/protocol"
 )
 
-type offsetDeleteResult struct {
-	errs  []*kerr.Error
-	group *kerr.Error
-}
-
 func (b *Broker) handleOffsetDelete(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.OffsetDeleteRequest)
 	resp := kmsg.NewPtrOffsetDeleteResponse()
@@ -50,16 +45,16 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, _ *conn, h *protocol.He
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return result{resp: resp}
 	}
-	res, e := group.Call(ctx, b.node.Coordinator(), req.Group, func(s *group.Groups, _ time.Time, reply func(offsetDeleteResult)) {
+	res, e := group.Call(ctx, b.node.Coordinator(), req.Group, func(s *group.Groups, _ time.Time, reply func(memberErrors)) {
 		if len(tps) == 0 {
 			if g, ok := s.Get(req.Group); !ok || g.State == group.Dead {
-				reply(offsetDeleteResult{group: kerr.GroupIDNotFound})
+				reply(memberErrors{group: kerr.GroupIDNotFound})
 				return
 			}
-			reply(offsetDeleteResult{})
+			reply(memberErrors{})
 			return
 		}
-		s.DeleteOffsets(req.Group, tps, func(errs []*kerr.Error, ge *kerr.Error) { reply(offsetDeleteResult{errs, ge}) })
+		s.DeleteOffsets(req.Group, tps, func(errs []*kerr.Error, ge *kerr.Error) { reply(memberErrors{errs, ge}) })
 	})
 	if e == nil {
 		e = res.group

@@ -89,59 +89,75 @@ func (b *Broker) observe(key int16, req kmsg.Request, resp kmsg.Response, took t
 	outcome := "ok"
 	switch r := req.(type) {
 	case *kmsg.ProduceRequest:
-		failed := false
-		stored := map[[2]any]bool{}
+		// The failed partitions, built only when there are some (rare): the
+		// common request allocates nothing here. acks=0 has no response;
+		// what the request carried was stored.
+		type tp struct {
+			topic string
+			part  int32
+		}
+		var failed map[tp]bool
 		if pr, ok := resp.(*kmsg.ProduceResponse); ok {
 			for _, t := range pr.Topics {
 				for _, p := range t.Partitions {
 					if p.ErrorCode != 0 {
-						failed = true
-						continue
+						if failed == nil {
+							failed = map[tp]bool{}
+						}
+						failed[tp{t.Topic, p.Partition}] = true
 					}
-					stored[[2]any{t.Topic, p.Partition}] = true
 				}
 			}
 		}
+		var received, stored, bytes int64
 		for _, t := range r.Topics {
 			for _, p := range t.Partitions {
 				n, size := batchStats(p.Records)
-				m.MessagesReceived.Add(float64(n))
-				// acks=0 has no response: count what the request carried.
-				if resp == nil || stored[[2]any{t.Topic, p.Partition}] {
-					m.MessagesStored.Add(float64(n))
-					m.BytesProduced.Add(float64(size))
+				received += n
+				if !failed[tp{t.Topic, p.Partition}] {
+					stored += n
+					bytes += size
 				}
 			}
 		}
-		if failed {
-			outcome = "error"
-		}
-		m.ProduceRequests.WithLabelValues(map[bool]string{true: "error", false: "success"}[failed]).Inc()
+		m.MessagesReceived.Add(float64(received))
+		m.MessagesStored.Add(float64(stored))
+		m.BytesProduced.Add(float64(bytes))
+		outcome = countResult(m.ProduceRequests, failed != nil)
 	case *kmsg.FetchRequest:
 		failed := false
+		var fetched, bytes int64
 		if fr, ok := resp.(*kmsg.FetchResponse); ok {
 			failed = fr.ErrorCode != 0
 			for _, t := range fr.Topics {
 				for _, p := range t.Partitions {
-					if p.ErrorCode != 0 {
-						failed = true
-					}
+					failed = failed || p.ErrorCode != 0
 					n, size := batchStats(p.RecordBatches)
-					m.MessagesFetched.Add(float64(n))
-					m.BytesFetched.Add(float64(size))
+					fetched += n
+					bytes += size
 				}
 			}
 		}
-		if failed {
-			outcome = "error"
-		}
-		m.FetchRequests.WithLabelValues(map[bool]string{true: "error", false: "success"}[failed]).Inc()
+		m.MessagesFetched.Add(float64(fetched))
+		m.BytesFetched.Add(float64(bytes))
+		outcome = countResult(m.FetchRequests, failed)
 	default:
 		if topLevelError(resp) {
 			outcome = "error"
 		}
 	}
 	m.Requests.WithLabelValues(api, outcome).Inc()
+}
+
+// countResult counts a produce or fetch request by result and returns the
+// request's outcome label.
+func countResult(c *prometheus.CounterVec, failed bool) string {
+	if failed {
+		c.WithLabelValues("error").Inc()
+		return "error"
+	}
+	c.WithLabelValues("success").Inc()
+	return "ok"
 }
 
 // topLevelError reports whether a response's top-level ErrorCode is set.

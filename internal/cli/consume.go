@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,26 +72,25 @@ headers; *_b64 for bytes that are not UTF-8).`,
 				return err
 			}
 			opts := []kgo.Opt{kgo.FetchMaxWait(500 * time.Millisecond)}
+			// The partitions read, each with its end offset at start (for -e).
 			remaining := map[int32]int64{}
-			if group != "" {
-				opts = append(opts, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
-			} else {
-				ps := map[int32]kgo.Offset{}
-				ends.Each(func(o kadm.ListedOffset) {
-					if len(partitions) == 0 || containsInt32(partitions, o.Partition) {
-						ps[o.Partition] = start
-					}
-				})
-				if len(ps) == 0 {
-					return fmt.Errorf("topic %q has none of partitions %v", topic, partitions)
-				}
-				opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: ps}))
-			}
 			ends.Each(func(o kadm.ListedOffset) {
-				if len(partitions) == 0 || containsInt32(partitions, o.Partition) {
+				if len(partitions) == 0 || slices.Contains(partitions, o.Partition) {
 					remaining[o.Partition] = o.Offset
 				}
 			})
+			if group != "" {
+				opts = append(opts, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
+			} else {
+				if len(remaining) == 0 {
+					return fmt.Errorf("topic %q has none of partitions %v", topic, partitions)
+				}
+				ps := map[int32]kgo.Offset{}
+				for p := range remaining {
+					ps[p] = start
+				}
+				opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: ps}))
+			}
 			cons, err := c.client(opts...)
 			if err != nil {
 				return err
@@ -109,15 +109,6 @@ headers; *_b64 for bytes that are not UTF-8).`,
 	f.BoolVarP(&exitAtEnd, "exit-at-end", "e", false, "stop at the end offsets seen at start")
 	f.StringVarP(&keySep, "key-separator", "K", "", "print key SEP value")
 	return cmd
-}
-
-func containsInt32(s []int32, v int32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func parseFrom(s string) (kgo.Offset, error) {

@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-go/chronik/internal/perf"
 )
 
 // JSONRecord is the JSON form of a record read by `produce -f json` and
@@ -47,22 +49,6 @@ func textOrB64(b []byte) (text, b64 *string) {
 	}
 	s := base64.StdEncoding.EncodeToString(b)
 	return nil, &s
-}
-
-func bytesOf(text, b64 *string, what string) ([]byte, error) {
-	switch {
-	case text != nil && b64 != nil:
-		return nil, fmt.Errorf("both %s and %s_b64 given", what, what)
-	case text != nil:
-		return []byte(*text), nil
-	case b64 != nil:
-		b, err := base64.StdEncoding.DecodeString(*b64)
-		if err != nil {
-			return nil, fmt.Errorf("%s_b64: %w", what, err)
-		}
-		return b, nil
-	}
-	return nil, nil
 }
 
 // NewProduceCommand is `chronik produce`: records from stdin, one per line.
@@ -173,10 +159,10 @@ func produceLines(ctx context.Context, in io.Reader, out, errw io.Writer, cl *kg
 				return fmt.Errorf("line %d: not a JSON record: %w", line, err)
 			}
 			var err error
-			if rec.Key, err = bytesOf(jr.Key, jr.KeyB64, "key"); err != nil {
+			if rec.Key, err = perf.TextOrBase64(jr.Key, jr.KeyB64, "key"); err != nil {
 				return fmt.Errorf("line %d: %w", line, err)
 			}
-			if rec.Value, err = bytesOf(jr.Value, jr.ValueB64, "value"); err != nil {
+			if rec.Value, err = perf.TextOrBase64(jr.Value, jr.ValueB64, "value"); err != nil {
 				return fmt.Errorf("line %d: %w", line, err)
 			}
 			for k, v := range jr.Headers {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -136,7 +137,7 @@ func NewTopicCommand() *cobra.Command {
 				var changes []string
 				if len(set) > 0 || len(deleteConfigs) > 0 {
 					var ac []kadm.AlterConfig
-					for _, k := range slices.Sorted(mapsKeysString(set)) {
+					for _, k := range slices.Sorted(maps.Keys(set)) {
 						ac = append(ac, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: set[k]})
 						changes = append(changes, fmt.Sprintf("%s=%s", k, *set[k]))
 					}
@@ -205,16 +206,6 @@ func errMessage(m string) string {
 		return ""
 	}
 	return " (" + m + ")"
-}
-
-func mapsKeysString(m map[string]*string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // parseConfigs reads key=value pairs.
@@ -326,13 +317,7 @@ func printTopics(w io.Writer, ds []TopicDescription) {
 		fmt.Fprintf(w, "TOPIC %s  ID %s  PARTITIONS %d\n", d.Topic, d.ID, len(d.Partitions))
 		if len(d.Configs) > 0 {
 			var kv []string
-			for _, k := range slices.Sorted(func(yield func(string) bool) {
-				for k := range d.Configs {
-					if !yield(k) {
-						return
-					}
-				}
-			}) {
+			for _, k := range slices.Sorted(maps.Keys(d.Configs)) {
 				kv = append(kv, k+"="+d.Configs[k])
 			}
 			fmt.Fprintf(w, "CONFIGS %s\n", strings.Join(kv, " "))

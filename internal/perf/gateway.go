@@ -221,7 +221,7 @@ func (g *Gateway) record(in InRecord) (*kgo.Record, error) {
 	if rec.Topic == "" {
 		rec.Topic = g.cfg.Topic
 	}
-	v, err := textOrBase64(in.Value, in.ValueB64, "value")
+	v, err := TextOrBase64(in.Value, in.ValueB64, "value")
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (g *Gateway) record(in InRecord) (*kgo.Record, error) {
 		return nil, errors.New("missing value (or value_b64)")
 	}
 	rec.Value = v
-	if rec.Key, err = textOrBase64(in.Key, in.KeyB64, "key"); err != nil {
+	if rec.Key, err = TextOrBase64(in.Key, in.KeyB64, "key"); err != nil {
 		return nil, err
 	}
 	for k, v := range in.Headers {
@@ -238,9 +238,10 @@ func (g *Gateway) record(in InRecord) (*kgo.Record, error) {
 	return rec, nil
 }
 
-// textOrBase64 reads a field given as text or as base64 (name_b64); nil
-// when neither is given.
-func textOrBase64(text, b64 *string, name string) ([]byte, error) {
+// TextOrBase64 reads a field given as text or as base64 (name_b64); nil
+// when neither is given. The gateway's bodies and chronik produce's JSON
+// lines share this form.
+func TextOrBase64(text, b64 *string, name string) ([]byte, error) {
 	switch {
 	case text != nil && b64 != nil:
 		return nil, fmt.Errorf("give %s or %s_b64, not both", name, name)
