@@ -110,6 +110,9 @@ func benchAppend(b *testing.B, profile string, writers, parts, size int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	if st := c.Stats(); st.Rounds > 0 {
+		b.ReportMetric(float64(st.Writes)/float64(st.Rounds), "writes/round")
+	}
 	if writers == 1 && len(lats[0]) > 0 {
 		l := lats[0]
 		slices.Sort(l)
