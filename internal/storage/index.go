@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 )
 
 // Index layouts: docs/format/index.md.
@@ -52,11 +53,25 @@ func getTimeEntry(b []byte) timeEntry {
 // file (page cache) instead of holding entries in memory, so memory does
 // not grow with the log. n is guarded by the owning Log's mu; the file is
 // read without it.
+//
+// New entries collect in a small in-memory tail (at most indexTailBytes)
+// and reach the file in one pwrite when it fills, or at sync, truncate and
+// close. An append to the active segment therefore costs no index syscall;
+// a crash loses at most the tail, which recovery rebuilds from the segment
+// after the last checkpoint (a checkpoint is written only after sync, which
+// writes the tail first: docs/format/index.md).
 type indexFile struct {
 	path string
 	f    *os.File // nil until first use for sealed segments
-	n    int
+	n    int      // entries, in the file and in the tail
+
+	mu      sync.RWMutex // guards tail and flushed against readers
+	flushed int          // entries in the file; entries [flushed, n) are in tail
+	tail    []byte
 }
+
+// indexTailBytes bounds the tail: 340 entries, one pwrite of under 4 KiB.
+const indexTailBytes = 340 * indexEntrySize
 
 func (x *indexFile) open(create bool) error {
 	if x.f != nil {
@@ -78,47 +93,102 @@ func (x *indexFile) close() error {
 	if x == nil || x.f == nil {
 		return nil
 	}
-	err := x.f.Close()
+	x.mu.Lock()
+	ferr := x.flushLocked()
+	x.mu.Unlock()
+	err := errors.Join(ferr, x.f.Close())
 	x.f = nil
 	return err
 }
 
-// appendRaw writes encoded entries after the n trusted ones.
+// appendRaw adds encoded entries after the n trusted ones.
 func (x *indexFile) appendRaw(b []byte) error {
 	if len(b) == 0 {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.tail = append(x.tail, b...)
+	x.n += len(b) / indexEntrySize
+	if len(x.tail) < indexTailBytes {
+		return nil
+	}
+	return x.flushLocked()
+}
+
+// flushLocked writes the tail to the file. mu held.
+func (x *indexFile) flushLocked() error {
+	if len(x.tail) == 0 {
 		return nil
 	}
 	if err := x.open(true); err != nil {
 		return err
 	}
-	if _, err := x.f.WriteAt(b, int64(x.n)*indexEntrySize); err != nil {
+	if _, err := x.f.WriteAt(x.tail, int64(x.flushed)*indexEntrySize); err != nil {
 		return fmt.Errorf("write index %s: %w", x.path, err)
 	}
-	x.n += len(b) / indexEntrySize
+	x.flushed += len(x.tail) / indexEntrySize
+	x.tail = x.tail[:0]
 	return nil
 }
 
-// truncate keeps the first n entries.
+// setTrusted records that the file's first n entries are valid (recovery).
+func (x *indexFile) setTrusted(n int) {
+	x.mu.Lock()
+	x.n, x.flushed, x.tail = n, n, x.tail[:0]
+	x.mu.Unlock()
+}
+
+// truncate keeps the first n entries (at recovery, n may exceed what is in
+// memory: the file's first n entries are then trusted).
 func (x *indexFile) truncate(n int) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	if err := x.open(true); err != nil {
 		return err
 	}
-	if err := x.f.Truncate(int64(n) * indexEntrySize); err != nil {
+	inTail := n > x.flushed && n <= x.n
+	keep := n
+	if inTail {
+		keep = x.flushed
+	}
+	if err := x.f.Truncate(int64(keep) * indexEntrySize); err != nil {
 		return fmt.Errorf("truncate index %s: %w", x.path, err)
+	}
+	if inTail {
+		x.tail = x.tail[:(n-x.flushed)*indexEntrySize]
+	} else {
+		x.flushed, x.tail = n, x.tail[:0]
 	}
 	x.n = n
 	return nil
 }
 
+// sync writes the tail and fdatasyncs the file.
 func (x *indexFile) sync() error {
-	if x.f == nil {
-		return nil
+	x.mu.Lock()
+	err := x.flushLocked()
+	x.mu.Unlock()
+	if err != nil || x.f == nil {
+		return err
 	}
 	return x.f.Sync()
 }
 
 // entry reads entry i.
 func (x *indexFile) entry(i int) ([]byte, error) {
+	x.mu.RLock()
+	if i >= x.flushed {
+		defer x.mu.RUnlock()
+		off := (i - x.flushed) * indexEntrySize
+		if off+indexEntrySize > len(x.tail) {
+			return nil, fmt.Errorf("read index %s entry %d: beyond its %d entries", x.path, i, x.flushed+len(x.tail)/indexEntrySize)
+		}
+		var b [indexEntrySize]byte
+		copy(b[:], x.tail[off:])
+		return b[:], nil
+	}
+	x.mu.RUnlock()
 	if err := x.open(false); err != nil {
 		return nil, err
 	}

@@ -224,3 +224,78 @@ func TestRetentionAndLogStart(t *testing.T) {
 		t.Fatalf("log start after reopen %d, want %d", got, ls+37)
 	}
 }
+
+// Index entries of the active segment collect in memory and reach the file
+// in batches. Lookups must see them before they are written, and a crash
+// (the files as a kill -9 leaves them: written, not flushed from memory)
+// must lose nothing: recovery rebuilds the missing entries from the segment.
+func TestIndexTailLookupsAndCrashImage(t *testing.T) {
+	dir := t.TempDir()
+	c := startCommitter(t, "low")
+	o := testOptions()
+	o.SegmentBytes = 64 << 20 // one segment: every index entry is the active one's
+	l := mustOpen(t, dir, c, o)
+	defer l.Close()
+	appendRecords(t, l, 1, 120, 5, 10_000, 200) // offsets 0..599, entry i has ts 10000+i
+
+	seg := l.active()
+	fileEntries := func(ext string) int {
+		fi, err := os.Stat(seg.path(ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(fi.Size() / indexEntrySize)
+	}
+	l.mu.Lock()
+	inMemory := seg.idx.n
+	l.mu.Unlock()
+	if inMemory < 20 || fileEntries(indexExt) >= inMemory {
+		t.Fatalf("want index entries held back from the file: %d entries, %d in the file", inMemory, fileEntries(indexExt))
+	}
+	lookups := func(l *Log) {
+		t.Helper()
+		for _, off := range []int64{0, 4, 5, 123, 299, 300, 598, 599} {
+			bs, err := l.ReadRecords(off, 1, 600)
+			if err != nil || len(bs) != 1 || bs[0].BaseOffset > off || bs[0].EndOffset <= off {
+				t.Fatalf("ReadRecords(%d): %v %+v", off, err, bs)
+			}
+		}
+		for _, ts := range []int64{10_000, 10_050, 10_119} {
+			b, ok, err := l.OffsetForTimestamp(ts)
+			if want := (ts - 10_000) * 5; err != nil || !ok || b.BaseOffset != want {
+				t.Fatalf("OffsetForTimestamp(%d) = %d %v %v, want %d", ts, b.BaseOffset, ok, err, want)
+			}
+		}
+	}
+	lookups(l)
+
+	// The crash image: copy the directory as it is on disk now.
+	crash := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crash, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l2 := mustOpen(t, crash, c, o)
+	defer l2.Close()
+	if l2.EndOffset() != 600 {
+		t.Fatalf("end offset after the crash %d, want 600", l2.EndOffset())
+	}
+	lookups(l2)
+
+	// Enough entries to fill the tail reach the file without a sync.
+	before := fileEntries(indexExt)
+	appendRecords(t, l, 1, 1500, 5, 10_120, 200)
+	if fileEntries(indexExt) < before+indexTailBytes/indexEntrySize {
+		t.Fatalf("index file grew from %d to %d entries after 1500 more appends", before, fileEntries(indexExt))
+	}
+	lookups(l)
+}

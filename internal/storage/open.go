@@ -158,7 +158,8 @@ func (l *Log) openSealed(base uint64) (*segment, error) {
 			return nil, err
 		}
 	} else {
-		seg.idx.n, seg.tidx.n = n, tn
+		seg.idx.setTrusted(n)
+		seg.tidx.setTrusted(tn)
 	}
 	_ = seg.idx.close()
 	_ = seg.tidx.close()
