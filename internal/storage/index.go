@@ -168,11 +168,12 @@ func (x *indexFile) truncate(n int) error {
 func (x *indexFile) sync() error {
 	x.mu.Lock()
 	err := x.flushLocked()
+	f := x.f
 	x.mu.Unlock()
-	if err != nil || x.f == nil {
+	if err != nil || f == nil {
 		return err
 	}
-	return x.f.Sync()
+	return f.Sync()
 }
 
 // entry reads entry i.
