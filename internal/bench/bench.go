@@ -24,6 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/kafkaopt"
 )
 
 // Modes.
@@ -111,7 +113,7 @@ func (c *Config) validate() error {
 	if _, err := acksOpt(c.Acks, c.Idempotent); err != nil {
 		return err
 	}
-	if _, err := compressionOpt(c.Compression); err != nil {
+	if _, err := kafkaopt.Compression(c.Compression); err != nil {
 		return err
 	}
 	switch c.KeyPattern {
@@ -130,37 +132,11 @@ func (c *Config) validate() error {
 }
 
 func acksOpt(acks string, idempotent bool) (kgo.Acks, error) {
-	switch acks {
-	case "0":
-		if idempotent {
-			return kgo.NoAck(), errors.New("an idempotent producer needs acks=all")
-		}
-		return kgo.NoAck(), nil
-	case "1":
-		if idempotent {
-			return kgo.LeaderAck(), errors.New("an idempotent producer needs acks=all")
-		}
-		return kgo.LeaderAck(), nil
-	case "-1", "all":
-		return kgo.AllISRAcks(), nil
+	a, err := kafkaopt.Acks(acks)
+	if err == nil && idempotent && !kafkaopt.IsAll(acks) {
+		err = errors.New("an idempotent producer needs acks=all")
 	}
-	return kgo.NoAck(), fmt.Errorf("unknown acks %q (0, 1, -1 or all)", acks)
-}
-
-func compressionOpt(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "none", "":
-		return kgo.NoCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	}
-	return kgo.NoCompression(), fmt.Errorf("unknown compression %q (none, gzip, snappy, lz4, zstd)", name)
+	return a, err
 }
 
 // counters are what every mode counts while it runs.
@@ -261,7 +237,7 @@ func clientOpts(cfg Config) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	codec, err := compressionOpt(cfg.Compression)
+	codec, err := kafkaopt.Compression(cfg.Compression)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/chronik-go/chronik/internal/kafkaopt"
 	"github.com/chronik-go/chronik/internal/perf"
 )
 
@@ -81,16 +82,11 @@ each record's partition and offset is printed as a JSON line.`,
 			// Like kafka-console-producer and kcat: a missing topic is created when
 			// the broker allows it (auto.create.topics.enable).
 			opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5 * time.Millisecond), kgo.AllowAutoTopicCreation()}
-			switch acks {
-			case "all", "-1":
-				opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-			case "1":
-				opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-			case "0":
-				opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
-			default:
-				return fmt.Errorf("unknown acks %q (0, 1, all)", acks)
+			ackOpts, err := kafkaopt.ProducerAcks(acks)
+			if err != nil {
+				return err
 			}
+			opts = append(opts, ackOpts...)
 			opts = append(opts, kgo.RecordPartitioner(explicitOrKey{kgo.StickyKeyPartitioner(nil)}))
 			cl, err := c.client(opts...)
 			if err != nil {

@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-go/chronik/internal/kafkaopt"
 )
 
 // GatewayConfig configures the HTTP gateway.
@@ -84,29 +86,15 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		// The fire buffer is enforced here (429), so the client never blocks
 		// on it; synchronous routes add at most their in-flight records.
 		kgo.MaxBufferedRecords(int(cfg.FireBufferRecords) + 1_000_000)}
-	switch cfg.Acks {
-	case "all", "-1":
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	case "1":
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	case "0":
-		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
-	default:
-		return nil, fmt.Errorf("KAFKA_ACKS %q: want 0, 1 or all", cfg.Acks)
+	acks, err := kafkaopt.ProducerAcks(cfg.Acks)
+	if err != nil {
+		return nil, fmt.Errorf("KAFKA_ACKS: %w", err)
 	}
-	switch cfg.Compression {
-	case "none", "":
-	case "snappy":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
-	case "lz4":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
-	case "zstd":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
-	case "gzip":
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
-	default:
-		return nil, fmt.Errorf("compression %q: want none, snappy, lz4, zstd or gzip", cfg.Compression)
+	codec, err := kafkaopt.Compression(cfg.Compression)
+	if err != nil {
+		return nil, err
 	}
+	opts = append(append(opts, acks...), kgo.ProducerBatchCompression(codec))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
