@@ -51,6 +51,22 @@ type Config struct {
 	SegmentBytes          int64
 	SegmentMs             int64
 	SocketRequestMaxBytes int32
+	// SocketRequestTimeoutMs bounds how long a started request frame may
+	// take to arrive whole; ConnectionsMaxIdleMs closes connections that
+	// sent nothing for that long (Kafka's connections.max.idle.ms).
+	SocketRequestTimeoutMs int64
+	ConnectionsMaxIdleMs   int64
+	// MaxConnections and MaxConnectionsPerIP cap open client connections
+	// (Kafka's max.connections, max.connections.per.ip); the overrides
+	// map a host (IP or name) to its own cap.
+	MaxConnections               int32
+	MaxConnectionsPerIP          int32
+	MaxConnectionsPerIPOverrides map[string]int32
+	// QuotaWindowNum and QuotaWindowSizeSeconds shape the sliding window
+	// in which client quotas are measured (Kafka's quota.window.num,
+	// quota.window.size.seconds).
+	QuotaWindowNum         int32
+	QuotaWindowSizeSeconds int32
 
 	OffsetsTopicPartitions   int32
 	OffsetsTopicReplication  int32
@@ -142,6 +158,24 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<62, &c.SegmentMs) }},
 		{key: "socket.request.max.bytes", flag: "socket-request-max-bytes", env: []string{"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, def: "104857600", usage: "largest request frame accepted",
 			set: func(c *Config, v string) error { return parseInt32(v, 1024, 1<<31-1, &c.SocketRequestMaxBytes) }},
+		{key: "socket.request.timeout.ms", flag: "socket-request-timeout-ms", env: []string{"CHRONIK_SOCKET_REQUEST_TIMEOUT_MS"}, def: "30000", usage: "a request frame whose bytes stop arriving for this long closes its connection (stalled or slowloris clients)",
+			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<31, &c.SocketRequestTimeoutMs) }},
+		{key: "connections.max.idle.ms", flag: "connections-max-idle-ms", env: []string{"CHRONIK_CONNECTIONS_MAX_IDLE_MS"}, def: "600000", usage: "close a connection that sent no request for this long",
+			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<40, &c.ConnectionsMaxIdleMs) }},
+		{key: "max.connections", flag: "max-connections", env: []string{"CHRONIK_MAX_CONNECTIONS"}, def: "2147483647", usage: "most client connections open at once; a new one past it is closed at once",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<31-1, &c.MaxConnections) }},
+		{key: "max.connections.per.ip", flag: "max-connections-per-ip", env: []string{"CHRONIK_MAX_CONNECTIONS_PER_IP"}, def: "2147483647", usage: "most client connections from one address",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 1<<31-1, &c.MaxConnectionsPerIP) }},
+		{key: "max.connections.per.ip.overrides", flag: "max-connections-per-ip-overrides", env: []string{"CHRONIK_MAX_CONNECTIONS_PER_IP_OVERRIDES"}, def: "", usage: "per-address caps, host:count[,host:count...] (as Kafka's)",
+			set: func(c *Config, v string) error {
+				m, err := parseOverrides(v)
+				c.MaxConnectionsPerIPOverrides = m
+				return err
+			}},
+		{key: "quota.window.num", flag: "quota-window-num", env: []string{"CHRONIK_QUOTA_WINDOW_NUM"}, def: "11", usage: "samples kept to measure client quota rates",
+			set: func(c *Config, v string) error { return parseInt32(v, 2, 1000, &c.QuotaWindowNum) }},
+		{key: "quota.window.size.seconds", flag: "quota-window-size-seconds", env: []string{"CHRONIK_QUOTA_WINDOW_SIZE_SECONDS"}, def: "1", usage: "length of one client quota sample",
+			set: func(c *Config, v string) error { return parseInt32(v, 1, 3600, &c.QuotaWindowSizeSeconds) }},
 		{key: "offsets.topic.num.partitions", flag: "offsets-topic-partitions", env: []string{"CHRONIK_OFFSETS_TOPIC_PARTITIONS"}, def: "50", usage: "partitions of __consumer_offsets (fixed once the topic exists)",
 			set: func(c *Config, v string) error { return parseInt32(v, 1, 1000, &c.OffsetsTopicPartitions) }},
 		{key: "offsets.topic.replication.factor", flag: "offsets-topic-replication", env: []string{"CHRONIK_OFFSETS_TOPIC_REPLICATION"}, def: "3", usage: "replicas of __consumer_offsets partitions (capped by the brokers present)",
@@ -393,6 +427,29 @@ func hostPort(v string, defPort int) (string, error) {
 		return "", fmt.Errorf("bad port %q", port)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// parseOverrides reads max.connections.per.ip.overrides: host:count pairs
+// separated by commas (an IPv6 host is written in brackets).
+func parseOverrides(v string) (map[string]int32, error) {
+	out := map[string]int32{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		i := strings.LastIndex(part, ":")
+		if i <= 0 {
+			return nil, fmt.Errorf("%q: want host:count", part)
+		}
+		host := strings.Trim(part[:i], "[]")
+		var n int32
+		if err := parseInt32(part[i+1:], 0, 1<<31-1, &n); err != nil {
+			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		out[host] = n
+	}
+	return out, nil
 }
 
 func portOf(hp string) int {
