@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -31,6 +32,47 @@ type conn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// mutedUntil (unix nanos) holds the reader back after a quota
+	// violation (KIP-219): the response leaves at once with its
+	// throttle_time_ms and no further request is read until then.
+	mutedUntil atomic.Int64
+}
+
+// throttle mutes the connection for d from now (quota enforcement): the
+// reader reads no further request until the time has passed. A longer
+// mute already in force is kept.
+func (c *conn) throttle(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := c.mutedUntil.Load()
+		if cur >= until || c.mutedUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// waitMuted blocks while the connection is muted.
+func (c *conn) waitMuted(ctx context.Context) error {
+	until := c.mutedUntil.Load()
+	if until == 0 {
+		return nil
+	}
+	d := time.Until(time.Unix(0, until))
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // pending is one request's response slot.
@@ -84,6 +126,9 @@ func (c *conn) serve(ctx context.Context) {
 func (c *conn) read(ctx context.Context) error {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
+		if err := c.waitMuted(ctx); err != nil {
+			return err
+		}
 		size, err := protocol.ReadSize(br, c.b.maxFrame)
 		if err != nil {
 			c.b.badFrame(err)
