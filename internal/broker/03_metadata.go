@@ -16,6 +16,7 @@ package broker
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,8 +28,36 @@ import (
 // noAuthorizedOperations is Kafka's value when operations were not asked for.
 const noAuthorizedOperations = -2147483648
 
+// autoCreateWait bounds how long a Metadata request waits for topics it
+// auto-creates; a topic whose partitions are not serving by then is
+// answered with LEADER_NOT_AVAILABLE, which clients retry.
+const autoCreateWait = 10 * time.Second
+
 func (b *Broker) handleMetadata(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.MetadataRequest)
+	autoCreate := req.Topics != nil && (h.Version < 4 || req.AllowAutoTopicCreation) && b.autoCreateEnabled()
+	if autoCreate {
+		for _, rt := range req.Topics {
+			if rt.Topic == nil || *rt.Topic == "" {
+				continue
+			}
+			if _, ok := b.node.Meta().Topic(*rt.Topic); !ok {
+				// Creating a topic waits on the metadata group and the new
+				// partitions: off the reader goroutine, bounded.
+				return result{wait: func() kmsg.Response {
+					ctx, cancel := context.WithTimeout(ctx, autoCreateWait)
+					defer cancel()
+					return b.metadata(ctx, h, req, true)
+				}}
+			}
+		}
+	}
+	return result{resp: b.metadata(ctx, h, req, false)}
+}
+
+// metadata builds a Metadata response; autoCreate creates the missing
+// topics that may be created.
+func (b *Broker) metadata(ctx context.Context, h *protocol.Header, req *kmsg.MetadataRequest, autoCreate bool) *kmsg.MetadataResponse {
 	resp := kmsg.NewPtrMetadataResponse()
 	resp.SetVersion(h.Version)
 	for _, br := range b.node.Meta().Brokers() {
@@ -45,9 +74,8 @@ func (b *Broker) handleMetadata(ctx context.Context, _ *conn, h *protocol.Header
 		for _, t := range topics {
 			resp.Topics = append(resp.Topics, b.describeTopic(t))
 		}
-		return result{resp: resp}
+		return resp
 	}
-	autoCreate := (h.Version < 4 || req.AllowAutoTopicCreation) && b.autoCreateEnabled()
 	for _, rt := range req.Topics {
 		var t meta.Topic
 		var ok bool
@@ -72,9 +100,13 @@ func (b *Broker) handleMetadata(ctx context.Context, _ *conn, h *protocol.Header
 		if autoCreate {
 			if err := validTopicName(name); err != nil {
 				rtopic.ErrorCode = kerr.InvalidTopicException.Code
-			} else if _, terr := b.createTopic(ctx, name, -1, -1, nil, nil, false); terr == nil || terr.code == kerr.TopicAlreadyExists {
+			} else if _, terr := b.createTopic(ctx, name, -1, -1, nil, nil, false); terr == nil || terr.code == kerr.TopicAlreadyExists || terr.code == kerr.RequestTimedOut {
+				// Created (its partitions may still be starting: they
+				// answer LEADER_NOT_AVAILABLE until they serve).
 				if t, ok := b.node.Meta().Topic(name); ok {
 					rtopic = b.describeTopic(t)
+				} else {
+					rtopic.ErrorCode = kerr.LeaderNotAvailable.Code
 				}
 			} else {
 				b.log.Warn("auto-creating topic failed", "topic", name, "err", terr.msg)
@@ -83,7 +115,7 @@ func (b *Broker) handleMetadata(ctx context.Context, _ *conn, h *protocol.Header
 		}
 		resp.Topics = append(resp.Topics, rtopic)
 	}
-	return result{resp: resp}
+	return resp
 }
 
 func (b *Broker) autoCreateEnabled() bool {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/config"
@@ -75,6 +76,10 @@ type Broker struct {
 	budget   *Budget
 	maxFrame int32
 	metrics  *metrics.Metrics
+	// requestTimeout bounds the arrival of one request frame;
+	// idleTimeout closes connections without requests.
+	requestTimeout, idleTimeout time.Duration
+	closedConns                 *prometheus.CounterVec // reason
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -85,14 +90,22 @@ type Broker struct {
 func New(node Node, log *slog.Logger) *Broker {
 	cfg := node.Config()
 	b := &Broker{
-		node:     node,
-		log:      log,
-		versions: protocol.NewVersions(),
-		handlers: map[int16]handler{},
-		budget:   NewBudget(config.ProduceProfileBytes(cfg.ProduceProfile)),
-		maxFrame: cfg.SocketRequestMaxBytes,
-		conns:    map[*conn]struct{}{},
-		metrics:  node.Metrics(),
+		node:           node,
+		log:            log,
+		versions:       protocol.NewVersions(),
+		handlers:       map[int16]handler{},
+		budget:         NewBudget(config.ProduceProfileBytes(cfg.ProduceProfile)),
+		maxFrame:       cfg.SocketRequestMaxBytes,
+		requestTimeout: time.Duration(cfg.SocketRequestTimeoutMs) * time.Millisecond,
+		idleTimeout:    time.Duration(cfg.ConnectionsMaxIdleMs) * time.Millisecond,
+		conns:          map[*conn]struct{}{},
+		metrics:        node.Metrics(),
+	}
+	if b.requestTimeout <= 0 {
+		b.requestTimeout = 30 * time.Second
+	}
+	if b.idleTimeout <= 0 {
+		b.idleTimeout = 10 * time.Minute
 	}
 	b.register()
 	b.registerMetrics()
@@ -105,6 +118,33 @@ func (b *Broker) serve(key kmsg.Key, min, max int16, h handler) {
 	b.handlers[int16(key)] = h
 }
 
+// adminWait bounds the waits of requests that carry no timeout of their
+// own (a client has given up on them by then: request.timeout.ms is 30 s
+// in Kafka's clients), and of those whose timeout is 0 or negative.
+const adminWait = 30 * time.Second
+
+// serveWaiting registers an API whose handler may wait (on the metadata
+// group, a partition's start, the group coordinator): it runs off the
+// reader goroutine, so the connection's later requests are read while it
+// waits; responses still leave in request order. bound > 0 limits the
+// wait for requests without a timeout of their own.
+func (b *Broker) serveWaiting(key kmsg.Key, min, max int16, h handler, bound time.Duration) {
+	b.serve(key, min, max, func(ctx context.Context, c *conn, hd *protocol.Header, req kmsg.Request) result {
+		return result{wait: func() kmsg.Response {
+			if bound > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, bound)
+				defer cancel()
+			}
+			res := h(ctx, c, hd, req)
+			if res.wait != nil {
+				return res.wait()
+			}
+			return res.resp
+		}}
+	})
+}
+
 // register is the one dispatch table: every served API, its versions and
 // its handler (the handlers live in files named by API key).
 func (b *Broker) register() {
@@ -113,30 +153,30 @@ func (b *Broker) register() {
 	b.serve(kmsg.ListOffsets, 1, 10, b.handleListOffsets)
 	b.serve(kmsg.Metadata, 0, 13, b.handleMetadata)
 	b.serve(kmsg.ApiVersions, 0, 4, b.handleAPIVersions)
-	b.serve(kmsg.CreateTopics, 2, 7, b.handleCreateTopics)
-	b.serve(kmsg.DeleteTopics, 1, 6, b.handleDeleteTopics)
-	b.serve(kmsg.DeleteRecords, 0, 2, b.handleDeleteRecords)
-	b.serve(kmsg.InitProducerID, 0, 5, b.handleInitProducerID)
+	b.serveWaiting(kmsg.CreateTopics, 2, 7, b.handleCreateTopics, 0)
+	b.serveWaiting(kmsg.DeleteTopics, 1, 6, b.handleDeleteTopics, 0)
+	b.serveWaiting(kmsg.DeleteRecords, 0, 2, b.handleDeleteRecords, 0)
+	b.serveWaiting(kmsg.InitProducerID, 0, 5, b.handleInitProducerID, adminWait)
 	b.serve(kmsg.OffsetForLeaderEpoch, 2, 4, b.handleOffsetForLeaderEpoch)
 	b.serve(kmsg.DescribeConfigs, 1, 4, b.handleDescribeConfigs)
-	b.serve(kmsg.AlterConfigs, 0, 2, b.handleAlterConfigs)
+	b.serveWaiting(kmsg.AlterConfigs, 0, 2, b.handleAlterConfigs, adminWait)
 	b.serve(kmsg.DescribeLogDirs, 1, 4, b.handleDescribeLogDirs)
-	b.serve(kmsg.CreatePartitions, 0, 3, b.handleCreatePartitions)
-	b.serve(kmsg.IncrementalAlterConfigs, 0, 1, b.handleIncrementalAlterConfigs)
+	b.serveWaiting(kmsg.CreatePartitions, 0, 3, b.handleCreatePartitions, 0)
+	b.serveWaiting(kmsg.IncrementalAlterConfigs, 0, 1, b.handleIncrementalAlterConfigs, adminWait)
 	b.serve(kmsg.DescribeCluster, 0, 2, b.handleDescribeCluster)
 	b.serve(kmsg.OffsetCommit, 0, 10, b.handleOffsetCommit)
-	b.serve(kmsg.OffsetFetch, 1, 10, b.handleOffsetFetch)
-	b.serve(kmsg.FindCoordinator, 0, 6, b.handleFindCoordinator)
+	b.serveWaiting(kmsg.OffsetFetch, 1, 10, b.handleOffsetFetch, adminWait)
+	b.serveWaiting(kmsg.FindCoordinator, 0, 6, b.handleFindCoordinator, adminWait)
 	b.serve(kmsg.JoinGroup, 0, 9, b.handleJoinGroup)
 	b.serve(kmsg.Heartbeat, 0, 4, b.handleHeartbeat)
 	b.serve(kmsg.LeaveGroup, 0, 5, b.handleLeaveGroup)
 	b.serve(kmsg.SyncGroup, 0, 5, b.handleSyncGroup)
-	b.serve(kmsg.DescribeGroups, 0, 6, b.handleDescribeGroups)
-	b.serve(kmsg.ListGroups, 0, 5, b.handleListGroups)
-	b.serve(kmsg.DeleteGroups, 0, 2, b.handleDeleteGroups)
-	b.serve(kmsg.OffsetDelete, 0, 0, b.handleOffsetDelete)
+	b.serveWaiting(kmsg.DescribeGroups, 0, 6, b.handleDescribeGroups, adminWait)
+	b.serveWaiting(kmsg.ListGroups, 0, 5, b.handleListGroups, adminWait)
+	b.serveWaiting(kmsg.DeleteGroups, 0, 2, b.handleDeleteGroups, adminWait)
+	b.serveWaiting(kmsg.OffsetDelete, 0, 0, b.handleOffsetDelete, adminWait)
 	b.serve(kmsg.ConsumerGroupHeartbeat, 0, 1, b.handleConsumerGroupHeartbeat)
-	b.serve(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe)
+	b.serveWaiting(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe, adminWait)
 }
 
 // Versions returns the served API table.

@@ -7,18 +7,34 @@ import (
 )
 
 // Budget bounds the bytes of requests in flight (the produce profile's
-// buffer memory). A connection reserves a request's cost before reading its
-// body and releases it when the request is finished, on every path. When
-// the budget is used up, Reserve blocks, the connection stops reading, and
-// TCP pushes back on the client: slower producers, never an error.
-// Waiters are served in arrival order, so a large request is not starved by
-// small ones and a release wakes only the waiters it can admit.
+// buffer memory). A connection reserves memory for a request's bytes as
+// they arrive (chunk by chunk, never for bytes a frame only announces) and
+// releases it when the request is finished, on every path. When the budget
+// is used up, Reserve blocks, the connection stops reading, and TCP pushes
+// back on the client: slower producers, never an error.
+//
+// Fairness: each connection reserves through its own Share, and a share
+// may hold at most a fair part of the budget (capacity divided by the
+// shares that hold or want memory, never less than capacity/minShareDiv),
+// so a few connections cannot take all of it. Waiters within their fair
+// part are admitted in arrival order, so a large request is not starved by
+// small ones; a waiter over its fair part steps aside and lets the others
+// pass. Two progress rules keep this deadlock-free: a share that holds
+// nothing may always take its first chunk within the capacity, and when
+// every share that holds memory is itself waiting (nobody can release),
+// the waiter that holds the most is admitted even past the limits, so
+// that its frame completes and its memory comes back. The overshoot is
+// bounded by one frame.
 type Budget struct {
 	capacity int64
 
 	mu      sync.Mutex
 	used    int64
 	waiters []*waiter // FIFO
+	// active counts shares that hold memory or wait for it; busy those of
+	// them that hold memory and are not waiting (they will release).
+	active, busy int
+	mark         uint64 // generation for heldOutsideWaiters
 
 	// Stats.
 	blockedNanos int64
@@ -26,28 +42,65 @@ type Budget struct {
 	peak         int64
 }
 
+// minShareDiv bounds how small a connection's fair part may get: at
+// least capacity/minShareDiv, so that many idle-but-holding connections do
+// not shrink everybody's part to nothing.
+const minShareDiv = 8
+
 type waiter struct {
 	n       int64
+	share   *Share
 	granted chan struct{}
+}
+
+// Share is one connection's part of a budget. Its methods are safe for
+// concurrent use (a connection's requests release from other goroutines).
+type Share struct {
+	b       *Budget
+	held    int64
+	waiting int
+	mark    uint64
 }
 
 // NewBudget returns a budget of capacity bytes.
 func NewBudget(capacity int64) *Budget { return &Budget{capacity: capacity} }
 
-// Reserve takes n bytes, waiting (behind earlier waiters) while they are not
-// available. A request larger than the whole budget is admitted when
-// nothing else is reserved, so it can never deadlock. The returned release
-// gives back exactly what was taken; it is safe to call more than once.
+// NewShare returns a connection's part of the budget.
+func (b *Budget) NewShare() *Share { return &Share{b: b} }
+
+// Reserve takes n bytes for an anonymous holder (no fairness between
+// holders: arrival order and capacity only).
 func (b *Budget) Reserve(ctx context.Context, n int64) (release func(), err error) {
+	return b.reserve(ctx, nil, n)
+}
+
+// Reserve takes n bytes for this share, waiting while they are not
+// available to it. The returned release gives back exactly what was taken;
+// it is safe to call more than once.
+func (s *Share) Reserve(ctx context.Context, n int64) (release func(), err error) {
+	return s.b.reserve(ctx, s, n)
+}
+
+// Held is what the share holds now.
+func (s *Share) Held() int64 {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.held
+}
+
+func (b *Budget) reserve(ctx context.Context, s *Share, n int64) (release func(), err error) {
 	b.mu.Lock()
-	if len(b.waiters) == 0 && b.fits(n) {
-		b.take(n)
+	w := &waiter{n: n, share: s}
+	if len(b.waiters) == 0 && b.fits(w) {
+		b.take(w)
 		b.mu.Unlock()
-		return b.releaser(n), nil
+		return b.releaser(s, n), nil
 	}
 	start := time.Now()
-	w := &waiter{n: n, granted: make(chan struct{})}
+	w.granted = make(chan struct{})
 	b.waiters = append(b.waiters, w)
+	b.setWaiting(s, +1)
+	b.grantLocked() // a new waiter may complete "everybody waits"
 	b.mu.Unlock()
 	select {
 	case <-w.granted:
@@ -57,7 +110,7 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (release func(), err erro
 		case <-w.granted:
 			// Granted while we gave up: give it back.
 			b.mu.Unlock()
-			b.release(n)
+			b.release(s, n)
 			return nil, ctx.Err()
 		default:
 		}
@@ -67,6 +120,7 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (release func(), err erro
 				break
 			}
 		}
+		b.setWaiting(s, -1)
 		b.grantLocked()
 		b.mu.Unlock()
 		return nil, ctx.Err()
@@ -75,37 +129,137 @@ func (b *Budget) Reserve(ctx context.Context, n int64) (release func(), err erro
 	b.blockedNanos += int64(time.Since(start))
 	b.waits++
 	b.mu.Unlock()
-	return b.releaser(n), nil
+	return b.releaser(s, n), nil
 }
 
-func (b *Budget) fits(n int64) bool { return b.used+n <= b.capacity || b.used == 0 }
+// share is the fair part of the budget per active holder. mu held.
+func (b *Budget) share() int64 {
+	return max(b.capacity/int64(max(b.active, 1)), b.capacity/minShareDiv)
+}
 
-func (b *Budget) take(n int64) {
-	b.used += n
+// fits reports whether w may be admitted now. mu held.
+func (b *Budget) fits(w *waiter) bool {
+	if b.used == 0 {
+		return true // alone: anything goes, so nothing can deadlock
+	}
+	if b.used+w.n > b.capacity {
+		return false
+	}
+	s := w.share
+	return s == nil || s.held == 0 || s.held+w.n <= b.share()
+}
+
+// withinShare reports whether w's share stays within its fair part. mu held.
+func (b *Budget) withinShare(w *waiter) bool {
+	s := w.share
+	return s == nil || s.held == 0 || s.held+w.n <= b.share()
+}
+
+// state keeps active and busy in step with a share's held and waiting.
+func (b *Budget) state(s *Share, f func()) {
+	if s == nil {
+		f()
+		return
+	}
+	wasActive, wasBusy := s.held > 0 || s.waiting > 0, s.held > 0 && s.waiting == 0
+	f()
+	isActive, isBusy := s.held > 0 || s.waiting > 0, s.held > 0 && s.waiting == 0
+	b.active += bool2int(isActive) - bool2int(wasActive)
+	b.busy += bool2int(isBusy) - bool2int(wasBusy)
+}
+
+func bool2int(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func (b *Budget) setWaiting(s *Share, d int) {
+	b.state(s, func() {
+		if s != nil {
+			s.waiting += d
+		}
+	})
+}
+
+func (b *Budget) take(w *waiter) {
+	b.state(w.share, func() {
+		b.used += w.n
+		if w.share != nil {
+			w.share.held += w.n
+		}
+	})
 	b.peak = max(b.peak, b.used)
 }
 
-func (b *Budget) releaser(n int64) func() {
+func (b *Budget) releaser(s *Share, n int64) func() {
 	var once sync.Once
-	return func() { once.Do(func() { b.release(n) }) }
+	return func() { once.Do(func() { b.release(s, n) }) }
 }
 
-func (b *Budget) release(n int64) {
+func (b *Budget) release(s *Share, n int64) {
 	b.mu.Lock()
-	b.used -= n
+	b.state(s, func() {
+		b.used -= n
+		if s != nil {
+			s.held -= n
+		}
+	})
 	b.grantLocked()
 	b.mu.Unlock()
 }
 
-// grantLocked admits waiters from the head while they fit. mu held.
+// grantLocked admits waiters in arrival order while they fit; a waiter
+// over its fair part does not hold up those behind it. When nothing could
+// be admitted and no holder is free to release, the waiter holding the
+// most is admitted regardless (see Budget). mu held.
 func (b *Budget) grantLocked() {
-	for len(b.waiters) > 0 && b.fits(b.waiters[0].n) {
-		w := b.waiters[0]
-		b.waiters[0] = nil
-		b.waiters = b.waiters[1:]
-		b.take(w.n)
-		close(w.granted)
+	for i := 0; i < len(b.waiters); {
+		w := b.waiters[i]
+		if !b.withinShare(w) {
+			i++
+			continue
+		}
+		if !b.fits(w) {
+			break
+		}
+		b.admit(i)
 	}
+	if len(b.waiters) == 0 || b.busy > 0 || b.heldOutsideWaiters() {
+		return
+	}
+	best := 0
+	for i, w := range b.waiters {
+		if w.share != nil && b.waiters[best].share != nil && w.share.held > b.waiters[best].share.held {
+			best = i
+		}
+	}
+	b.admit(best)
+}
+
+// heldOutsideWaiters reports memory held by others than the waiting
+// shares (anonymous holders are not tracked as waiting, so they count as
+// able to release). mu held.
+func (b *Budget) heldOutsideWaiters() bool {
+	b.mark++
+	var shared int64
+	for _, w := range b.waiters {
+		if w.share != nil && w.share.mark != b.mark {
+			w.share.mark = b.mark
+			shared += w.share.held
+		}
+	}
+	return b.used > shared
+}
+
+// admit grants waiter i. mu held.
+func (b *Budget) admit(i int) {
+	w := b.waiters[i]
+	b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+	b.setWaiting(w.share, -1)
+	b.take(w)
+	close(w.granted)
 }
 
 // BudgetStats is a snapshot of a budget.

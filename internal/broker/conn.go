@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -37,6 +38,10 @@ type conn struct {
 	// violation (KIP-219): the response leaves at once with its
 	// throttle_time_ms and no further request is read until then.
 	mutedUntil atomic.Int64
+	// share is this connection's part of the produce budget.
+	share *Share
+	// inflight counts requests read and not yet answered.
+	inflight atomic.Int64
 }
 
 // throttle mutes the connection for d from now (quota enforcement): the
@@ -84,7 +89,7 @@ type pending struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{})}
+	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{}), share: b.budget.NewShare()}
 }
 
 func (c *conn) close() {
@@ -111,7 +116,9 @@ func (c *conn) serve(ctx context.Context) {
 		case <-c.closed:
 		}
 	}()
-	if err := c.read(ctx); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if err := c.read(ctx); errors.Is(err, errClosedByBroker) {
+		c.b.log.Warn("closing connection", "remote", c.remote, "reason", err.Error())
+	} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.b.log.Info("closing connection", "remote", c.remote, "reason", err.Error())
 	}
 	// The client is gone or broken: end long polls and waits at once (their
@@ -122,33 +129,46 @@ func (c *conn) serve(ctx context.Context) {
 	c.close()
 }
 
-// read is the reader loop: frame, reserve memory, parse, dispatch.
+// smallFrame: requests other than Produce up to this size are read without
+// touching the produce budget, so Metadata, ApiVersions, heartbeats and
+// fetches are never queued behind produce requests waiting for memory.
+const smallFrame = 64 << 10
+
+// readChunk: larger frames are reserved and read this much at a time, so
+// memory is held for bytes that arrived, never for bytes a frame only
+// announces.
+const readChunk = 128 << 10
+
+// Reasons a connection is closed by the broker (metric label).
+const (
+	closedIdle           = "idle"
+	closedRequestTimeout = "request_timeout"
+	// closedResponseTimeout: the client stopped reading its responses.
+	closedResponseTimeout = "response_timeout"
+)
+
+// read is the reader loop: wait for a frame, reserve memory as its body
+// arrives, parse, dispatch.
 func (c *conn) read(ctx context.Context) error {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
 		if err := c.waitMuted(ctx); err != nil {
 			return err
 		}
+		if err := c.awaitFrame(br); err != nil {
+			return err
+		}
+		// From its first byte, a frame has socket.request.timeout.ms to
+		// arrive whole (time spent waiting for memory not counted).
+		deadline := time.Now().Add(c.b.requestTimeout)
+		_ = c.nc.SetReadDeadline(deadline)
 		size, err := protocol.ReadSize(br, c.b.maxFrame)
 		if err != nil {
 			c.b.badFrame(err)
-			return err
+			return c.timedOut(err, 0, 4)
 		}
-		// A produce request's records live twice until they are durable:
-		// in the request frame and in the Raft entry etcd raft copies them
-		// into. The budget counts both, reserved at once (two reservations
-		// could deadlock when every connection holds one half).
-		cost := int64(size)
-		if key, err := br.Peek(2); err == nil && int16(key[0])<<8|int16(key[1]) == int16(kmsg.Produce) {
-			cost *= 2
-		}
-		release, err := c.b.budget.Reserve(ctx, cost)
+		frame, release, err := c.readFrame(ctx, br, size, deadline)
 		if err != nil {
-			return err
-		}
-		frame := make([]byte, size)
-		if _, err := io.ReadFull(br, frame); err != nil {
-			release()
 			return err
 		}
 		if err := c.dispatch(ctx, frame, release); err != nil {
@@ -157,6 +177,110 @@ func (c *conn) read(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// awaitFrame waits for the next frame's first byte. A connection that sends
+// nothing for connections.max.idle.ms while none of its requests is being
+// served is closed.
+func (c *conn) awaitFrame(br *bufio.Reader) error {
+	for br.Buffered() == 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.b.idleTimeout))
+		_, err := br.Peek(1)
+		if err == nil {
+			return nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+		if c.inflight.Load() > 0 {
+			continue // a long wait of ours (a rebalance, a long poll) is not idleness
+		}
+		c.b.connClosed(closedIdle)
+		return fmt.Errorf("idle for %v (connections.max.idle.ms): %w", c.b.idleTimeout, errClosedByBroker)
+	}
+	return nil
+}
+
+// errClosedByBroker marks a connection the broker closed on purpose.
+var errClosedByBroker = errors.New("closed by the broker")
+
+// timedOut turns a read deadline into the request-timeout close (counted
+// and explained); other errors pass through.
+func (c *conn) timedOut(err error, got, size int64) error {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return err
+	}
+	c.b.connClosed(closedRequestTimeout)
+	return fmt.Errorf("request frame incomplete after %v (socket.request.timeout.ms): %d of %d bytes arrived: %w",
+		c.b.requestTimeout, got, size, errClosedByBroker)
+}
+
+// readFrame reads one frame body of size bytes. Small non-produce frames
+// are read at once; others reserve budget chunk by chunk before reading
+// it (a produce request's records live twice until they are durable: in
+// the frame and in the Raft entry, so they count double).
+func (c *conn) readFrame(ctx context.Context, br *bufio.Reader, size int32, deadline time.Time) ([]byte, func(), error) {
+	produce := false
+	if size >= 2 {
+		key, err := br.Peek(2)
+		if err != nil {
+			return nil, nil, c.timedOut(err, int64(br.Buffered()), int64(size))
+		}
+		produce = int16(key[0])<<8|int16(key[1]) == int16(kmsg.Produce)
+	}
+	if !produce && size <= smallFrame {
+		frame := make([]byte, size)
+		if n, err := io.ReadFull(br, frame); err != nil {
+			return nil, nil, c.timedOut(err, int64(n), int64(size))
+		}
+		return frame, func() {}, nil
+	}
+	cost := int64(1)
+	if produce {
+		cost = 2
+	}
+	var releases []func()
+	releaseAll := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	var chunks [][]byte
+	for got := int32(0); got < size; {
+		n := min(size-got, readChunk)
+		waitStart := time.Now()
+		rel, err := c.share.Reserve(ctx, cost*int64(n))
+		if err != nil {
+			releaseAll()
+			return nil, nil, err
+		}
+		releases = append(releases, rel)
+		if waited := time.Since(waitStart); waited > time.Millisecond {
+			deadline = deadline.Add(waited)
+			_ = c.nc.SetReadDeadline(deadline)
+		}
+		chunk := make([]byte, n)
+		if m, err := io.ReadFull(br, chunk); err != nil {
+			releaseAll()
+			return nil, nil, c.timedOut(err, int64(got)+int64(m), int64(size))
+		}
+		chunks = append(chunks, chunk)
+		got += n
+	}
+	release := releaseAll
+	if len(releases) == 1 {
+		release = releases[0]
+	}
+	if len(chunks) == 1 {
+		return chunks[0], release, nil
+	}
+	frame := make([]byte, 0, size)
+	for _, ch := range chunks {
+		frame = append(frame, ch...)
+	}
+	return frame, release, nil
 }
 
 // dispatch parses one frame and queues its response slot. Errors end the
@@ -208,6 +332,7 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (c *conn) queue(p *pending) error {
+	c.inflight.Add(1)
 	select {
 	case c.out <- p:
 		return nil
@@ -225,6 +350,18 @@ func (p *pending) releaseWhenDone() {
 	}()
 }
 
+// writeFailed closes the connection after a failed write; a client that
+// did not read its responses in time is counted and logged.
+func (c *conn) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.b.connClosed(closedResponseTimeout)
+		c.b.log.Warn("closing connection", "remote", c.remote, "reason",
+			fmt.Sprintf("the client read no response for %v (socket.request.timeout.ms): %v", c.b.requestTimeout, errClosedByBroker))
+	}
+	c.close()
+}
+
 // write is the writer loop: responses leave in request order. Pipelined
 // responses that are ready together share one write; a response is never
 // held back waiting for a later one.
@@ -232,6 +369,11 @@ func (c *conn) write() {
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
 	broken := false
 	var next *pending
+	// A client that stops reading its responses gets socket.request.timeout.ms
+	// for each write, then the connection is closed (its pipelined
+	// responses would otherwise pile up). The deadline is renewed when half
+	// of it has passed, not per response.
+	var writeDeadline time.Time
 	for {
 		p := next
 		next = nil
@@ -243,6 +385,7 @@ func (c *conn) write() {
 		}
 		<-p.ready
 		p.release()
+		c.inflight.Add(-1)
 		if broken {
 			continue
 		}
@@ -251,10 +394,15 @@ func (c *conn) write() {
 			c.close()
 			continue
 		}
+		// Renewed after the wait for the response, right before writing.
+		if now := time.Now(); writeDeadline.Sub(now) < c.b.requestTimeout/2 {
+			writeDeadline = now.Add(c.b.requestTimeout)
+			_ = c.nc.SetWriteDeadline(writeDeadline)
+		}
 		if p.frame != nil {
 			if _, err := bw.Write(p.frame); err != nil {
 				broken = true
-				c.close()
+				c.writeFailed(err)
 				continue
 			}
 		}
@@ -273,7 +421,7 @@ func (c *conn) write() {
 		}
 		if err := bw.Flush(); err != nil {
 			broken = true
-			c.close()
+			c.writeFailed(err)
 		}
 	}
 	if !broken {

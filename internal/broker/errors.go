@@ -41,10 +41,11 @@ func messageOf(err error) *string {
 	return &msg
 }
 
-// requestTimeout bounds a request by its timeout_ms (none when not positive).
+// requestTimeout bounds a request by its timeout_ms (adminWait when not
+// positive: a wait is never unbounded).
 func requestTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
 	if ms <= 0 {
-		return context.WithCancel(ctx)
+		return context.WithTimeout(ctx, adminWait)
 	}
 	return context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 }

@@ -45,6 +45,12 @@ func (b *Broker) registerMetrics() {
 		return
 	}
 	reg := m.Registry
+	b.closedConns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_connections_closed_by_broker_total",
+		Help: "Client connections the broker closed on purpose, by reason (idle: connections.max.idle.ms; request_timeout: a request frame did not arrive whole within socket.request.timeout.ms; response_timeout: the client read no response for that long)."}, []string{"reason"})
+	for _, r := range []string{closedIdle, closedRequestTimeout, closedResponseTimeout} {
+		b.closedConns.WithLabelValues(r)
+	}
+	reg.MustRegister(b.closedConns)
 	stat := func() BudgetStats { return b.budget.Stats() }
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_produce_buffer_used_bytes", Help: "Bytes of requests admitted and not yet answered (the produce profile's budget in use; a produce request counts twice: frame and Raft entry)."},
@@ -56,6 +62,13 @@ func (b *Broker) registerMetrics() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chronik_produce_backpressure_waits_total", Help: "Requests that had to wait for budget."},
 			func() float64 { return float64(stat().Waits) }),
 	)
+}
+
+// connClosed counts a connection the broker closed on purpose.
+func (b *Broker) connClosed(reason string) {
+	if b.closedConns != nil {
+		b.closedConns.WithLabelValues(reason).Inc()
+	}
 }
 
 // badFrame counts a request refused before any handler ran.
