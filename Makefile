@@ -33,8 +33,8 @@ test: tools ## everything CI runs: vet, lint, unit tests (race), real-client com
 test-unit: ## unit and integration tests with the race detector
 	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load)
 
-test-load: ## the flood (backpressure) test against a broker process; the scaled stress profile through gateway and drain
-	$(GO) test -count=1 -v -run 'TestFlood|TestStress' ./tests/load 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
+test-load: ## the flood (backpressure) and hostile-clients tests against a broker process; the scaled stress profile through gateway and drain
+	$(GO) test -count=1 -v -run 'TestFlood|TestHostile|TestStress' ./tests/load 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
 
 test-compat: compat-tools ## every real Kafka client against a broker; checks docs/COMPATIBILITY.md
 	$(GO) test -count=1 -timeout 20m ./tests/compat

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,17 +15,19 @@ import (
 // back on the client: slower producers, never an error.
 //
 // Fairness: each connection reserves through its own Share, and a share
-// may hold at most a fair part of the budget (capacity divided by the
-// shares that hold or want memory, never less than capacity/minShareDiv),
-// so a few connections cannot take all of it. Waiters within their fair
-// part are admitted in arrival order, so a large request is not starved by
-// small ones; a waiter over its fair part steps aside and lets the others
-// pass. Two progress rules keep this deadlock-free: a share that holds
-// nothing may always take its first chunk within the capacity, and when
-// every share that holds memory is itself waiting (nobody can release),
-// the waiter that holds the most is admitted even past the limits, so
-// that its frame completes and its memory comes back. The overshoot is
-// bounded by one frame.
+// may start reading a new frame only while it holds at most a fair part of
+// the budget (capacity divided by the shares that hold or want memory,
+// never less than capacity/minShareDiv), so one connection cannot take the
+// budget by pipelining; the rest of a frame already started continues
+// within the capacity. Waiters are admitted in the order their frames
+// began (the rest of a frame keeps its frame's place), so memory goes to
+// finishing frames before new ones start, and a large request is not
+// starved by small ones; a waiter over its fair part steps aside and lets
+// the others pass. Progress: a share that holds nothing may
+// always start; and when all memory in use belongs to partly read frames
+// of waiting shares (nothing can come back), the waiter that holds the
+// most is admitted even past the capacity, so that its frame completes and
+// its memory returns. The overshoot is bounded by one frame.
 type Budget struct {
 	capacity int64
 
@@ -34,7 +37,8 @@ type Budget struct {
 	// active counts shares that hold memory or wait for it; busy those of
 	// them that hold memory and are not waiting (they will release).
 	active, busy int
-	mark         uint64 // generation for heldOutsideWaiters
+	mark         uint64 // generation for releasable
+	frames       uint64 // frames started (their order numbers)
 
 	// Stats.
 	blockedNanos int64
@@ -50,6 +54,7 @@ const minShareDiv = 8
 type waiter struct {
 	n       int64
 	share   *Share
+	frame   uint64 // waiters are served in frame order
 	granted chan struct{}
 }
 
@@ -60,6 +65,11 @@ type Share struct {
 	held    int64
 	waiting int
 	mark    uint64
+	// partial is what held belongs to the frame being read (not yet
+	// handed to a handler, so it cannot be released by work finishing).
+	partial int64
+	// frame is the order number of the frame being read (0: none).
+	frame uint64
 }
 
 // NewBudget returns a budget of capacity bytes.
@@ -81,6 +91,14 @@ func (s *Share) Reserve(ctx context.Context, n int64) (release func(), err error
 	return s.b.reserve(ctx, s, n)
 }
 
+// FrameDone says the frame being read is complete and handed on: what it
+// holds will come back when its request finishes.
+func (s *Share) FrameDone() {
+	s.b.mu.Lock()
+	s.partial, s.frame = 0, 0
+	s.b.mu.Unlock()
+}
+
 // Held is what the share holds now.
 func (s *Share) Held() int64 {
 	s.b.mu.Lock()
@@ -91,16 +109,32 @@ func (s *Share) Held() int64 {
 func (b *Budget) reserve(ctx context.Context, s *Share, n int64) (release func(), err error) {
 	b.mu.Lock()
 	w := &waiter{n: n, share: s}
+	// The rest of a frame keeps the frame's place in line: frames are
+	// served oldest first, so memory goes to finishing frames rather than
+	// to starting new ones that would each hold a part and wait.
+	if s != nil && s.frame != 0 {
+		w.frame = s.frame
+	} else {
+		b.frames++
+		w.frame = b.frames
+		if s != nil {
+			s.frame = w.frame
+		}
+	}
 	if len(b.waiters) == 0 && b.fits(w) {
 		b.take(w)
 		b.mu.Unlock()
-		return b.releaser(s, n), nil
+		return b.releaser(s, n, w.frame), nil
 	}
 	start := time.Now()
 	w.granted = make(chan struct{})
-	b.waiters = append(b.waiters, w)
+	i := len(b.waiters)
+	for i > 0 && b.waiters[i-1].frame > w.frame {
+		i--
+	}
+	b.waiters = slices.Insert(b.waiters, i, w)
 	b.setWaiting(s, +1)
-	b.grantLocked() // a new waiter may complete "everybody waits"
+	b.grantLocked()
 	b.mu.Unlock()
 	select {
 	case <-w.granted:
@@ -110,7 +144,7 @@ func (b *Budget) reserve(ctx context.Context, s *Share, n int64) (release func()
 		case <-w.granted:
 			// Granted while we gave up: give it back.
 			b.mu.Unlock()
-			b.release(s, n)
+			b.release(s, n, w.frame)
 			return nil, ctx.Err()
 		default:
 		}
@@ -129,7 +163,7 @@ func (b *Budget) reserve(ctx context.Context, s *Share, n int64) (release func()
 	b.blockedNanos += int64(time.Since(start))
 	b.waits++
 	b.mu.Unlock()
-	return b.releaser(s, n), nil
+	return b.releaser(s, n, w.frame), nil
 }
 
 // share is the fair part of the budget per active holder. mu held.
@@ -142,17 +176,16 @@ func (b *Budget) fits(w *waiter) bool {
 	if b.used == 0 {
 		return true // alone: anything goes, so nothing can deadlock
 	}
-	if b.used+w.n > b.capacity {
-		return false
-	}
-	s := w.share
-	return s == nil || s.held == 0 || s.held+w.n <= b.share()
+	return b.used+w.n <= b.capacity && b.withinShare(w)
 }
 
-// withinShare reports whether w's share stays within its fair part. mu held.
+// withinShare reports whether w may start: the rest of a frame already
+// being read always may (its bytes are arriving; stopping half-way would
+// only hold memory longer); a new frame may while the share holds at most
+// its fair part, or nothing at all. mu held.
 func (b *Budget) withinShare(w *waiter) bool {
 	s := w.share
-	return s == nil || s.held == 0 || s.held+w.n <= b.share()
+	return s == nil || s.partial > 0 || s.held == 0 || s.held+w.n <= b.share()
 }
 
 // state keeps active and busy in step with a share's held and waiting.
@@ -188,22 +221,28 @@ func (b *Budget) take(w *waiter) {
 		b.used += w.n
 		if w.share != nil {
 			w.share.held += w.n
+			w.share.partial += w.n
 		}
 	})
 	b.peak = max(b.peak, b.used)
 }
 
-func (b *Budget) releaser(s *Share, n int64) func() {
+func (b *Budget) releaser(s *Share, n int64, frame uint64) func() {
 	var once sync.Once
-	return func() { once.Do(func() { b.release(s, n) }) }
+	return func() { once.Do(func() { b.release(s, n, frame) }) }
 }
 
-func (b *Budget) release(s *Share, n int64) {
+// release gives back n bytes taken for frame.
+func (b *Budget) release(s *Share, n int64, frame uint64) {
 	b.mu.Lock()
 	b.state(s, func() {
 		b.used -= n
 		if s != nil {
 			s.held -= n
+			if s.frame == frame {
+				// A frame given up half-way (its connection failed).
+				s.partial -= min(s.partial, n)
+			}
 		}
 	})
 	b.grantLocked()
@@ -226,7 +265,7 @@ func (b *Budget) grantLocked() {
 		}
 		b.admit(i)
 	}
-	if len(b.waiters) == 0 || b.busy > 0 || b.heldOutsideWaiters() {
+	if len(b.waiters) == 0 || b.busy > 0 || b.releasable() {
 		return
 	}
 	best := 0
@@ -238,19 +277,20 @@ func (b *Budget) grantLocked() {
 	b.admit(best)
 }
 
-// heldOutsideWaiters reports memory held by others than the waiting
-// shares (anonymous holders are not tracked as waiting, so they count as
-// able to release). mu held.
-func (b *Budget) heldOutsideWaiters() bool {
+// releasable reports whether some memory will come back without a waiter
+// being admitted: memory held by requests being served, by shares that
+// are not waiting, or by anonymous holders. Only memory of partly read
+// frames of waiting shares cannot. mu held.
+func (b *Budget) releasable() bool {
 	b.mark++
-	var shared int64
+	var stuck int64
 	for _, w := range b.waiters {
 		if w.share != nil && w.share.mark != b.mark {
 			w.share.mark = b.mark
-			shared += w.share.held
+			stuck += w.share.partial
 		}
 	}
-	return b.used > shared
+	return b.used > stuck
 }
 
 // admit grants waiter i. mu held.

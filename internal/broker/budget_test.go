@@ -96,11 +96,16 @@ func TestBudgetShares(t *testing.T) {
 	t.Run("a connection over its fair part waits and does not hold up others", func(t *testing.T) {
 		b := NewBudget(100)
 		a, c := b.NewShare(), b.NewShare()
+		// Whole frames read and handed on (FrameDone): memory held by
+		// requests being served.
 		a1, _ := a.Reserve(context.Background(), 40)
+		a.FrameDone()
 		a2, _ := a.Reserve(context.Background(), 20) // alone: its part is the whole budget
-		c1, _ := c.Reserve(context.Background(), 10) // holds nothing: its first chunk always fits
-		// Two active shares: each may hold 50. a holds 60 and must wait,
-		// although the capacity has room.
+		a.FrameDone()
+		c1, _ := c.Reserve(context.Background(), 10) // holds nothing: it may always start
+		c.FrameDone()
+		// Two active shares: each may hold 50. a holds 60 and its next
+		// frame must wait, although the capacity has room.
 		aw := reserveAsync(t, a, 10)
 		if _, ok := granted(aw, 50*time.Millisecond); ok {
 			t.Fatal("a share over its fair part was admitted")
@@ -111,6 +116,7 @@ func TestBudgetShares(t *testing.T) {
 		if !ok {
 			t.Fatal("a share within its part queued behind one over its part")
 		}
+
 		// a gives back enough to be within its part again: admitted.
 		a1()
 		a3, ok := granted(aw, time.Second)
@@ -124,14 +130,39 @@ func TestBudgetShares(t *testing.T) {
 			t.Fatalf("after every release: used %d, held %d and %d", s.Used, a.Held(), c.Held())
 		}
 	})
+	t.Run("the rest of a started frame is held back by the capacity only", func(t *testing.T) {
+		b := NewBudget(100)
+		a, c := b.NewShare(), b.NewShare()
+		a1, _ := a.Reserve(context.Background(), 10)
+		a.FrameDone()
+		c1, _ := c.Reserve(context.Background(), 10) // a new frame's first chunk
+		c2, ok := granted(reserveAsync(t, c, 50), time.Second)
+		if !ok {
+			t.Fatal("the rest of a started frame was held back by the fair part")
+		}
+		c.FrameDone()
+		// c now holds 60, over its part of 50: its next frame waits.
+		cw := reserveAsync(t, c, 10)
+		if _, ok := granted(cw, 50*time.Millisecond); ok {
+			t.Fatal("a new frame started while its share held more than its part")
+		}
+		c2()
+		c3, ok := granted(cw, time.Second)
+		if !ok {
+			t.Fatal("the share back within its part could not start a frame")
+		}
+		for _, r := range []func(){a1, c1, c3} {
+			r()
+		}
+	})
 	t.Run("when every holder waits the largest holder goes on", func(t *testing.T) {
 		b := NewBudget(100)
 		a, c := b.NewShare(), b.NewShare()
 		a1, _ := a.Reserve(context.Background(), 60)
 		c1, _ := c.Reserve(context.Background(), 30)
-		// Both are mid-frame and need more than their part and the
-		// capacity allow: nobody can release, so a (the larger holder)
-		// is admitted past the limit and c waits for a's memory.
+		// Both are mid-frame and need more than the capacity allows: once
+		// both wait nothing can come back, so a (the larger holder) is
+		// admitted past the capacity and c waits for a's memory.
 		cw := reserveAsync(t, c, 30)
 		if _, ok := granted(cw, 50*time.Millisecond); ok {
 			t.Fatal("admitted past the capacity while another holder could release")
@@ -164,6 +195,7 @@ func TestBudgetShares(t *testing.T) {
 			if _, err := shares[i].Reserve(context.Background(), 10); err != nil {
 				t.Fatal(err)
 			}
+			shares[i].FrameDone()
 		}
 		// 20 active shares: 800/20 = 40 < 800/8 = 100, so a share may
 		// hold 100.
@@ -176,4 +208,65 @@ func TestBudgetShares(t *testing.T) {
 			t.Fatal("a share past capacity/8 with 20 active shares was admitted")
 		}
 	})
+}
+
+// TestBudgetNoDeadlockUnderChurn drives a small budget the way connections
+// do: frames of random sizes (up to 1.5 times the capacity) reserved chunk
+// by chunk, handed on (FrameDone) and released later by "request
+// processing", some given up half-way. Every frame must get through: a
+// lost accounting of what can still be released shows up as a hang.
+func TestBudgetNoDeadlockUnderChurn(t *testing.T) {
+	const capacity, chunk, conns, frames = 1000, 64, 16, 150
+	b := NewBudget(capacity)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var processing sync.WaitGroup
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := b.NewShare()
+			seed := uint64(c)*7919 + 1
+			next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return (seed >> 33) % n }
+			for f := range frames {
+				size := int64(1 + next(capacity*3/2))
+				var rels []func()
+				abandon := f%17 == 5
+				for got := int64(0); got < size; got += chunk {
+					rel, err := s.Reserve(ctx, min(chunk, size-got))
+					if err != nil {
+						t.Errorf("conn %d frame %d: %v (deadlock)", c, f, err)
+						return
+					}
+					rels = append(rels, rel)
+					if abandon && got > size/2 {
+						break
+					}
+				}
+				if abandon {
+					for _, r := range rels {
+						r()
+					}
+					s.FrameDone()
+					continue
+				}
+				s.FrameDone()
+				processing.Add(1)
+				delay := time.Duration(next(500)) * time.Microsecond
+				go func() {
+					defer processing.Done()
+					time.Sleep(delay)
+					for _, r := range rels {
+						r()
+					}
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+	processing.Wait()
+	if st := b.Stats(); st.Used != 0 {
+		t.Fatalf("used %d after every release", st.Used)
+	}
 }

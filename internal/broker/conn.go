@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,13 +110,8 @@ func (c *conn) serve(ctx context.Context) {
 		defer wg.Done()
 		c.write()
 	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.close()
-		case <-c.closed:
-		}
-	}()
+	stop := context.AfterFunc(ctx, c.close)
+	defer stop()
 	if err := c.read(ctx); errors.Is(err, errClosedByBroker) {
 		c.b.log.Warn("closing connection", "remote", c.remote, "reason", err.Error())
 	} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -150,12 +146,12 @@ const (
 // read is the reader loop: wait for a frame, reserve memory as its body
 // arrives, parse, dispatch.
 func (c *conn) read(ctx context.Context) error {
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	var br *bufio.Reader // allocated with the first byte: idle connections hold no buffer
 	for {
 		if err := c.waitMuted(ctx); err != nil {
 			return err
 		}
-		if err := c.awaitFrame(br); err != nil {
+		if err := c.awaitFrame(&br); err != nil {
 			return err
 		}
 		// From its first byte, a frame has socket.request.timeout.ms to
@@ -182,10 +178,20 @@ func (c *conn) read(ctx context.Context) error {
 // awaitFrame waits for the next frame's first byte. A connection that sends
 // nothing for connections.max.idle.ms while none of its requests is being
 // served is closed.
-func (c *conn) awaitFrame(br *bufio.Reader) error {
-	for br.Buffered() == 0 {
+func (c *conn) awaitFrame(brp **bufio.Reader) error {
+	for *brp == nil || (*brp).Buffered() == 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.b.idleTimeout))
-		_, err := br.Peek(1)
+		var err error
+		if br := *brp; br != nil {
+			_, err = br.Peek(1)
+		} else {
+			var first [1]byte
+			var n int
+			if n, err = c.nc.Read(first[:]); n == 1 {
+				*brp = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first[:]), c.nc), 64<<10)
+				err = nil
+			}
+		}
 		if err == nil {
 			return nil
 		}
@@ -269,6 +275,7 @@ func (c *conn) readFrame(ctx context.Context, br *bufio.Reader, size int32, dead
 		chunks = append(chunks, chunk)
 		got += n
 	}
+	c.share.FrameDone()
 	release := releaseAll
 	if len(releases) == 1 {
 		release = releases[0]
@@ -366,7 +373,7 @@ func (c *conn) writeFailed(err error) {
 // responses that are ready together share one write; a response is never
 // held back waiting for a later one.
 func (c *conn) write() {
-	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	var bw *bufio.Writer // allocated with the first response
 	broken := false
 	var next *pending
 	// A client that stops reading its responses gets socket.request.timeout.ms
@@ -400,6 +407,9 @@ func (c *conn) write() {
 			_ = c.nc.SetWriteDeadline(writeDeadline)
 		}
 		if p.frame != nil {
+			if bw == nil {
+				bw = bufio.NewWriterSize(c.nc, 64<<10)
+			}
 			if _, err := bw.Write(p.frame); err != nil {
 				broken = true
 				c.writeFailed(err)
@@ -419,12 +429,15 @@ func (c *conn) write() {
 			}
 		default:
 		}
+		if bw == nil {
+			continue
+		}
 		if err := bw.Flush(); err != nil {
 			broken = true
 			c.writeFailed(err)
 		}
 	}
-	if !broken {
+	if !broken && bw != nil {
 		_ = bw.Flush()
 	}
 }
