@@ -37,6 +37,9 @@ type Node interface {
 	// Leader returns the leader's broker id and epoch of a partition, or
 	// -1 when it has none (offline, or an election is running).
 	Leader(topic string, index int32) (leader, epoch int32)
+	// PartitionOffline reports whether a local replica is offline: its
+	// storage failed or could not be opened (Kafka's offline replica).
+	PartitionOffline(topic string, index int32) bool
 	// WaitTopic waits until every local partition of the topic serves.
 	WaitTopic(ctx context.Context, topic string) error
 	// ControllerID is the metadata group's leader.
