@@ -217,11 +217,13 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		go func() {
 			defer b.wg.Done()
-			defer limits.release(ip)
 			c.serve(ctx)
 			b.mu.Lock()
 			delete(b.conns, c)
 			b.mu.Unlock()
+			// The slot is free before the gauge drops: whoever saw the
+			// gauge fall can connect again.
+			limits.release(ip)
 			if b.metrics != nil {
 				b.metrics.ConnClosed()
 			}
