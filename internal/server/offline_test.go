@@ -41,6 +41,32 @@ func metadataCodes(t *testing.T, cl *kgo.Client, topic string) map[int32]int16 {
 	return out
 }
 
+// listOffsetsCode asks for a partition's end offset and returns the
+// partition's error code.
+func listOffsetsCode(t *testing.T, cl *kgo.Client, topic string, index int32) int16 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = index, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Straight to the broker: the client's own routing would answer for it
+	// from the metadata (no leader) without asking.
+	kresp, err := cl.Broker(1).Request(ctx, req)
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	resp := kresp.(*kmsg.ListOffsetsResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("list offsets: %+v", resp)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
 // TestFatalPartitionOpenFailureRetried: a partition whose first open fails
 // for real (its group marker replaced by a directory, so reading it gives
 // EISDIR) does not stop start-up; it is offline with its reason in
@@ -99,6 +125,9 @@ func TestFatalPartitionOpenFailureRetried(t *testing.T) {
 	if codes := metadataCodes(t, cl, "t"); codes[0] != 0 || codes[1] != kerr.KafkaStorageError.Code {
 		t.Fatalf("metadata error codes by partition: %v", codes)
 	}
+	if code := listOffsetsCode(t, cl, "t", 1); code != kerr.KafkaStorageError.Code {
+		t.Fatalf("ListOffsets of the offline partition: error code %d, want KAFKA_STORAGE_ERROR", code)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: 0, Value: []byte("still here")}).FirstErr(); err != nil {
@@ -141,6 +170,9 @@ func TestFatalPartitionOpenFailureRetried(t *testing.T) {
 	}
 	if codes := metadataCodes(t, cl, "t"); codes[0] != 0 || codes[1] != 0 {
 		t.Fatalf("metadata error codes after repair: %v", codes)
+	}
+	if code := listOffsetsCode(t, cl, "t", 1); code != 0 {
+		t.Fatalf("ListOffsets after repair: error code %d", code)
 	}
 	if v := scrape(t, s.MetricsAddr().String())[`chronik_partitions{state="offline"}`]; v != 0 {
 		t.Fatalf(`chronik_partitions{state="offline"} = %v after repair, want 0`, v)
