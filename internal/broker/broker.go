@@ -173,7 +173,7 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("kafka listener: %w", err)
+				return fmt.Errorf("listener closed: %w", err)
 			}
 			backoff = nextAcceptBackoff(backoff)
 			if b.metrics != nil {

@@ -2,6 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +183,42 @@ func TestFatalPartitionOpenFailureRetried(t *testing.T) {
 	}
 	if h, _ := readyz(t, s.MetricsAddr().String()); len(h.Partitions.Offline) != 0 || h.Partitions.Serving != 2 {
 		t.Fatalf("/readyz after repair: %+v", h)
+	}
+}
+
+// TestFatalRunReturnsCriticalTaskError: when a critical task fails while
+// the server runs (here the Kafka listener, whose socket is closed under
+// it: nothing can accept again), Run returns that task's error instead of
+// nil, and ready goes false.
+func TestFatalRunReturnsCriticalTaskError(t *testing.T) {
+	s := New(testConfig(t.TempDir()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(context.Background()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.Ready() {
+		select {
+		case err := <-errc:
+			t.Fatalf("server stopped during start-up: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := (*s.listener.Load()).Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) || !strings.Contains(err.Error(), "kafka-listener") {
+			t.Fatalf("Run returned %v, want the kafka-listener's error", err)
+		}
+		t.Logf("Run returned: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its listener failed")
+	}
+	if s.Ready() {
+		t.Fatal("ready after a fatal error")
 	}
 }
