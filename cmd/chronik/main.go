@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,10 +24,20 @@ var version = "dev"
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		// A server failure was logged through the configured logger
+		// already; printing it again would make two lines of one cause.
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// loggedError is an error already reported in the server's log: main
+// only turns it into the exit status.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -60,7 +71,15 @@ config file, then the default.`,
 			defer stop()
 			server.Version = buildVersion()
 			log.Info("starting chronik", "version", buildVersion(), "node_id", cfg.NodeID, "data_dir", cfg.DataDir)
-			return server.New(cfg, log).Run(ctx)
+			// Start-up errors (data directory locked, port in use) and a
+			// critical task failing at run time both end here: one log line
+			// naming the cause, and a non-zero exit status.
+			if err := server.New(cfg, log).Run(ctx); err != nil {
+				log.Error("chronik stopped", "err", err)
+				return loggedError{err}
+			}
+			log.Info("chronik stopped")
+			return nil
 		},
 	}
 	config.Flags(cmd.Flags())

@@ -121,6 +121,9 @@ func (b *Broker) localLeader(topic string, index int32) (*partition.Partition, e
 	}
 	p, ok := b.node.Partition(topic, index)
 	if !ok {
+		if b.node.PartitionOffline(topic, index) {
+			return nil, kerr.KafkaStorageError
+		}
 		if leader, _ := b.node.Leader(topic, index); leader < 0 {
 			return nil, kerr.LeaderNotAvailable
 		}

@@ -9,7 +9,10 @@ package broker
 // asked for by name or, from v10, by id. Auto-creation follows Kafka: only
 // when the request allows it, the broker's auto.create.topics.enable is on,
 // the name is valid; the new topic is answered with LEADER_NOT_AVAILABLE
-// until its partitions serve, which clients retry. No magic topics.
+// until its partitions serve, which clients retry. No magic topics. A local
+// partition whose storage failed or could not be opened is answered with
+// KAFKA_STORAGE_ERROR, no leader, and this broker among its offline
+// replicas (v5+), as Kafka does for a failed log directory.
 // Deliberate gap: authorized operations are not computed (no authorizer):
 // they are reported as Kafka does when not requested.
 
@@ -130,7 +133,14 @@ func (b *Broker) describeTopic(t meta.Topic) kmsg.MetadataResponseTopic {
 	for _, p := range t.Partitions {
 		leader, epoch := b.node.Leader(t.Name, p.Index)
 		rp := kmsg.MetadataResponseTopicPartition{Partition: p.Index, Leader: leader, LeaderEpoch: epoch, Replicas: p.Replicas, ISR: p.Replicas}
-		if leader < 0 {
+		switch {
+		case b.node.PartitionOffline(t.Name, p.Index):
+			// Kafka's answer for a replica whose log directory failed: the
+			// client retries and the other partitions are unaffected.
+			rp.ErrorCode = kerr.KafkaStorageError.Code
+			rp.Leader, rp.LeaderEpoch = -1, -1
+			rp.OfflineReplicas = []int32{b.node.NodeID()}
+		case leader < 0:
 			rp.ErrorCode = kerr.LeaderNotAvailable.Code
 			rp.LeaderEpoch = -1
 		}

@@ -8,6 +8,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -37,6 +38,9 @@ type Node interface {
 	// Leader returns the leader's broker id and epoch of a partition, or
 	// -1 when it has none (offline, or an election is running).
 	Leader(topic string, index int32) (leader, epoch int32)
+	// PartitionOffline reports whether a local replica is offline: its
+	// storage failed or could not be opened (Kafka's offline replica).
+	PartitionOffline(topic string, index int32) bool
 	// WaitTopic waits until every local partition of the topic serves.
 	WaitTopic(ctx context.Context, topic string) error
 	// ControllerID is the metadata group's leader.
@@ -186,25 +190,59 @@ func (b *Broker) Versions() *protocol.Versions { return b.versions }
 func (b *Broker) Budget() *Budget { return b.budget }
 
 // Serve accepts connections on ln until ctx ends, then closes every
-// connection and waits for their goroutines.
+// connection and waits for their goroutines. A failed Accept never ends
+// it: it is counted, logged (sampled) and retried after a backoff, while
+// the open connections go on being served. Only a listener closed under
+// it (not by ctx) is an error, which the server treats as fatal.
 func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
-	go func() {
-		<-ctx.Done()
-		_ = ln.Close()
-	}()
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
 	defer b.closeAll()
+	cfg := b.node.Config()
+	limits, errs := newConnLimits(ctx, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverrides, lookupHost)
+	for _, err := range errs {
+		b.log.Warn("connection cap override ignored", "err", err)
+	}
+	acceptLog := &sampler{every: time.Second}
+	rejectLog := &sampler{every: time.Second}
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("listener closed: %w", err)
 			}
-			return err
+			backoff = nextAcceptBackoff(backoff)
+			if b.metrics != nil {
+				b.metrics.AcceptErrors.Inc()
+			}
+			if ok, n := acceptLog.allow(time.Now()); ok {
+				b.log.Error("accept failed; retrying", "err", err, "retry_in", backoff, "suppressed", n,
+					"open_connections", b.Connections())
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		backoff = 0
+		ip := remoteIP(nc)
+		if reason, ok := limits.admit(ip); !ok {
+			_ = nc.Close()
+			if b.metrics != nil {
+				b.metrics.ConnsRejected.WithLabelValues(reason).Inc()
+			}
+			if ok, n := rejectLog.allow(time.Now()); ok {
+				b.log.Warn("connection refused: cap reached", "remote", nc.RemoteAddr().String(), "reason", reason, "suppressed", n)
+			}
+			continue
 		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
@@ -223,6 +261,9 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 			b.mu.Lock()
 			delete(b.conns, c)
 			b.mu.Unlock()
+			// The slot is free before the gauge drops: whoever saw the
+			// gauge fall can connect again.
+			limits.release(ip)
 			if b.metrics != nil {
 				b.metrics.ConnClosed()
 			}

@@ -7,6 +7,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 )
@@ -19,6 +20,7 @@ type Tasks struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errs   []error
+	fatal  error // the first critical task's error: why the set stopped
 }
 
 // New returns a Tasks whose goroutines stop when parent ends or Stop is called.
@@ -31,7 +33,9 @@ func New(parent context.Context, log *slog.Logger) *Tasks {
 func (t *Tasks) Context() context.Context { return t.ctx }
 
 // Go runs fn in a goroutine. An error other than context cancellation is
-// logged, kept for Stop, and, if critical, cancels every other task.
+// logged, kept for Stop, and, if critical, cancels every other task and
+// becomes the set's Err (the first one only: the failures it causes in
+// the others are consequences, not causes).
 func (t *Tasks) Go(name string, critical bool, fn func(ctx context.Context) error) {
 	t.wg.Add(1)
 	go func() {
@@ -40,14 +44,26 @@ func (t *Tasks) Go(name string, critical bool, fn func(ctx context.Context) erro
 		if err == nil || errors.Is(err, context.Canceled) {
 			return
 		}
-		t.log.Error("task failed", "task", name, "err", err)
+		t.log.Error("task failed", "task", name, "critical", critical, "err", err)
 		t.mu.Lock()
 		t.errs = append(t.errs, err)
+		if critical && t.fatal == nil {
+			t.fatal = fmt.Errorf("%s: %w", name, err)
+		}
 		t.mu.Unlock()
 		if critical {
 			t.cancel()
 		}
 	}()
+}
+
+// Err returns the error of the first critical task that failed, named
+// after the task, or nil: a set whose context ended for that reason must
+// report it, not look like an orderly stop.
+func (t *Tasks) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fatal
 }
 
 // Stop cancels every task, waits for them and returns their errors.

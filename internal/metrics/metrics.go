@@ -35,6 +35,8 @@ type Metrics struct {
 	conns            atomic.Int64
 	ConnectionsTotal prometheus.Counter
 	BadFrames        *prometheus.CounterVec // reason
+	AcceptErrors     prometheus.Counter
+	ConnsRejected    *prometheus.CounterVec // reason
 
 	ProduceProfileActive prometheus.Gauge
 
@@ -73,6 +75,11 @@ func New(reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chronik_active_connections", Help: "Open Kafka client connections."},
 		func() float64 { return float64(m.conns.Load()) }))
 	m.ConnectionsTotal = f.counter("chronik_connections_total", "Kafka client connections accepted.")
+	m.AcceptErrors = f.counter("chronik_accept_errors_total", "Failed accepts on the Kafka listener (too many open files, aborted connections); the listener backs off 5 ms doubling to 1 s and goes on accepting.")
+	m.ConnsRejected = f.counterVec("chronik_connections_rejected_total", "Kafka client connections closed at once because a cap was reached, by reason (max_connections, max_connections_per_ip).", "reason")
+	for _, r := range []string{"max_connections", "max_connections_per_ip"} {
+		m.ConnsRejected.WithLabelValues(r) // exported at 0 before the first rejection
+	}
 	m.BadFrames = f.counterVec("chronik_bad_requests_total", "Requests refused before any handler ran, by reason (oversized, malformed, unknown_api, unsupported_version).", "reason")
 	m.ProduceProfileActive = f.gauge("chronik_produce_profile_active", "The produce profile: 0 low-latency, 1 balanced, 2 high-throughput, 3 extreme.")
 	m.WALWrites = f.counterVec("chronik_wal_writes_total", "Writes through the group committer, by result.", "result")

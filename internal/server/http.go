@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,7 +20,12 @@ type Health struct {
 	// Reasons say why the broker is not ready; empty when it is.
 	Reasons []string `json:"reasons,omitempty"`
 	// Partitions counts the local replicas: wanted by the metadata, opened
-	// so far, serving, and offline (a damaged log: the rest still serve).
+	// so far (tried, whatever the outcome), serving, and offline as
+	// "name: reason" (a corrupt log, kept offline; or storage that failed
+	// or could not be opened, retried with backoff). An offline partition
+	// does not make the broker unready: the others serve, as a Kafka
+	// broker with an offline replica does; it is named here so that an
+	// operator or a probe sees it.
 	Partitions struct {
 		Wanted  int64    `json:"wanted"`
 		Opened  int64    `json:"opened"`
@@ -44,6 +50,7 @@ func (s *Server) Readiness() (Health, bool) {
 		h.Partitions.Offline = append(h.Partitions.Offline, name+": "+err.Error())
 	}
 	s.mu.RUnlock()
+	slices.Sort(h.Partitions.Offline)
 	if ln := s.listener.Load(); ln != nil {
 		h.Listener = (*ln).Addr().String()
 	}

@@ -150,10 +150,16 @@ func (s *Server) removeTrash() error {
 }
 
 // supervise owns one local partition: it opens the log, runs its Raft
-// group, and when storage fails (a full disk, an I/O error) closes and
-// reopens the log (which repairs it) with backoff until the condition is
-// gone. A corrupt log is taken offline. The first open's outcome goes to
-// opened.
+// group, and when storage fails (a full disk, an I/O error, a path that
+// cannot be opened) closes and reopens the log (which repairs it) with
+// backoff, 1 s doubling to 30 s, for as long as the partition is wanted
+// here (its topic exists). While it is not open it is offline with the
+// reason, which /readyz, Metadata (KAFKA_STORAGE_ERROR) and
+// chronik_partitions{state="offline"} report; the other partitions serve
+// on. A corrupt log is taken offline for good: reopening cannot repair
+// it. The first open's outcome goes to opened; a failed first open is not
+// an error there (start-up must not fail for one partition), only an
+// offline partition to retry.
 func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition, opened chan<- error) error {
 	name := partitionLogName(t.Name, mp.Index)
 	first := true
@@ -168,14 +174,15 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition,
 		p, err := s.startPartition(t, mp)
 		switch {
 		case errors.Is(err, storage.ErrCorrupt):
-			s.setOffline(name, err)
+			s.setOffline(name, err, false)
 			report(nil)
 			return nil
-		case err != nil && first:
-			report(fmt.Errorf("partition %s: %w", name, err))
-			return nil
-		case err == nil:
+		case err != nil:
+			err = fmt.Errorf("open: %w", err)
 			report(nil)
+		default:
+			report(nil)
+			backoff = time.Second // it served: a later failure starts over
 			runErr := p.Group.Run(ctx)
 			s.host.Remove(mp.Group)
 			s.mu.Lock()
@@ -194,12 +201,12 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition,
 				return nil
 			}
 			if damaged != nil {
-				s.setOffline(name, damaged)
+				s.setOffline(name, damaged, false)
 				return nil
 			}
 			err = runErr
 		}
-		s.log.Error("partition storage failed; reopening", "partition", name, "err", err, "retry_in", backoff)
+		s.setOffline(name, fmt.Errorf("%w (retrying in %s)", err, backoff), true)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -336,11 +343,27 @@ func writeMarker(dir, content string) error {
 	return d.Sync()
 }
 
-func (s *Server) setOffline(name string, err error) {
-	s.log.Error("partition offline: its log is corrupt", "partition", name, "err", err)
+// setOffline records why a partition does not serve. retrying says
+// whether its supervisor will try to open it again (storage failures) or
+// not (a corrupt log, which needs an operator).
+func (s *Server) setOffline(name string, err error, retrying bool) {
+	if retrying {
+		s.log.Error("partition offline: storage failed; reopening", "partition", name, "err", err)
+	} else {
+		s.log.Error("partition offline: its log is corrupt", "partition", name, "err", err)
+	}
 	s.mu.Lock()
 	s.offline[name] = err
 	s.mu.Unlock()
+}
+
+// PartitionOffline reports whether a local partition is offline (its log
+// could not be opened or failed; the reason is in Offline).
+func (s *Server) PartitionOffline(topic string, index int32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.offline[partitionLogName(topic, index)]
+	return ok
 }
 
 // Partition returns a serving local partition.

@@ -109,9 +109,12 @@ func (s *Server) Addr() net.Addr {
 // Ready reports whether storage is recovered and the node serves.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
-// Run starts the node and blocks until ctx ends, then shuts down in order:
-// Raft groups, then logs (waiting for their pending writes), then the
-// committer.
+// Run starts the node and blocks until ctx ends or a critical task (the
+// committer, a Raft driver, the reconciler, the coordinator, the Kafka
+// listener) fails, then shuts down in order: Raft groups, then logs
+// (waiting for their pending writes), then the committer. It returns nil
+// only for a stop asked through ctx; a start-up failure or a critical
+// task's failure is its error, so the process exits non-zero.
 func (s *Server) Run(ctx context.Context) error {
 	start := time.Now()
 	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "logs"), 0o755); err != nil {
@@ -204,11 +207,32 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("serving kafka", "listener", ln.Addr().String(), "advertised", s.cfg.Advertise, "cluster_id", s.meta.ClusterID())
 	s.phase.Store("serving")
 	s.ready.Store(true)
-	<-s.groups.Context().Done()
+	// The committer lives in its own set (it must outlive the groups), so
+	// its failure is watched for here as well.
+	select {
+	case <-s.groups.Context().Done():
+	case <-s.infra.Context().Done():
+	}
 	s.stopping.Store(true)
 	s.ready.Store(false)
 	s.phase.Store("shutting down")
+	if err := s.fatal(); err != nil {
+		return err // the caller logs it: one line naming the cause
+	}
 	s.log.Info("shutting down")
+	return nil
+}
+
+// fatal is the error of the first critical task that failed (groups
+// first: a group failing usually makes the committer's stop follow), or
+// nil when the server stops because its context ended.
+func (s *Server) fatal() error {
+	if err := s.groups.Err(); err != nil {
+		return fmt.Errorf("critical task failed: %w", err)
+	}
+	if err := s.infra.Err(); err != nil {
+		return fmt.Errorf("critical task failed: %w", err)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,6 +179,13 @@ func TestCorruptPartitionGoesOfflineOthersServe(t *testing.T) {
 	defer stop()
 	if off := s.Offline(); off["a-0"] == nil || len(off) != 1 {
 		t.Fatalf("offline partitions: %v", off)
+	}
+	// Reported like any offline partition; the broker stays ready.
+	if h, ok := s.Readiness(); !ok || len(h.Partitions.Offline) != 1 || !strings.HasPrefix(h.Partitions.Offline[0], "a-0: ") {
+		t.Fatalf("readiness with a corrupt partition: %v %+v", ok, h)
+	}
+	if !s.PartitionOffline("a", 0) || s.PartitionOffline("b", 0) {
+		t.Fatal("PartitionOffline disagrees with Offline")
 	}
 	b := waitLeader(t, s, "b", 0)
 	if _, err := produce(t, b, 1); err != nil {

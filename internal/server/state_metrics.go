@@ -22,7 +22,7 @@ func (s *Server) MetricsAddr() net.Addr {
 
 var (
 	descState      = prometheus.NewDesc("chronik_state_count", "Objects this broker knows, by type (topics, partitions, consumer_groups, active_connections), as the original Chronik exported them.", []string{"type"}, nil)
-	descPartitions = prometheus.NewDesc("chronik_partitions", "Local partition replicas, by state (serving, offline: a damaged log, the rest still serve).", []string{"state"}, nil)
+	descPartitions = prometheus.NewDesc("chronik_partitions", "Local partition replicas, by state (serving; offline: a corrupt log, kept offline, or storage that failed or could not be opened, retried with backoff; the rest still serve).", []string{"state"}, nil)
 	descLeaders    = prometheus.NewDesc("chronik_raft_leader_count", "Partitions (and the metadata group) this broker leads.", nil, nil)
 	descFollowers  = prometheus.NewDesc("chronik_raft_follower_count", "Partitions this broker serves as a follower.", nil, nil)
 	descGroups     = prometheus.NewDesc("chronik_consumer_groups", "Consumer groups this broker coordinates, by state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead; KIP-848 groups: Empty, Assigning, Reconciling, Stable).", []string{"state", "protocol"}, nil)
