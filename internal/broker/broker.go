@@ -21,6 +21,7 @@ import (
 	"github.com/chronik-go/chronik/internal/metrics"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // Node is what the broker needs from the node it serves.
@@ -75,6 +76,7 @@ type Broker struct {
 	budget   *Budget
 	maxFrame int32
 	metrics  *metrics.Metrics
+	quotas   *quota.Manager
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -94,6 +96,7 @@ func New(node Node, log *slog.Logger) *Broker {
 		conns:    map[*conn]struct{}{},
 		metrics:  node.Metrics(),
 	}
+	b.initQuotas()
 	b.register()
 	b.registerMetrics()
 	return b
@@ -137,6 +140,8 @@ func (b *Broker) register() {
 	b.serve(kmsg.OffsetDelete, 0, 0, b.handleOffsetDelete)
 	b.serve(kmsg.ConsumerGroupHeartbeat, 0, 1, b.handleConsumerGroupHeartbeat)
 	b.serve(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe)
+	b.serve(kmsg.DescribeClientQuotas, 0, 1, b.handleDescribeClientQuotas)
+	b.serve(kmsg.AlterClientQuotas, 0, 1, b.handleAlterClientQuotas)
 }
 
 // Versions returns the served API table.

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // maxPipelined bounds the requests of one connection waiting for their
@@ -37,6 +38,12 @@ type conn struct {
 	// violation (KIP-219): the response leaves at once with its
 	// throttle_time_ms and no further request is read until then.
 	mutedUntil atomic.Int64
+
+	// principal is the authenticated user (quota.Anonymous until
+	// authentication lands); quota binds the connection to its quota
+	// sensors.
+	principal string
+	quota     quota.Client
 }
 
 // throttle mutes the connection for d from now (quota enforcement): the
@@ -84,7 +91,8 @@ type pending struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{})}
+	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{}),
+		principal: quota.Anonymous}
 }
 
 func (c *conn) close() {
@@ -182,8 +190,10 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 		return errors.Join(protocol.ErrMalformed, err)
 	}
 	res := c.b.handlers[h.Key](ctx, c, &h, req)
+	reqThrottle := c.recordRequestTime(&h, time.Since(start))
 	p := &pending{ready: make(chan struct{}), release: release}
 	if res.wait == nil {
+		raiseThrottle(res.resp, reqThrottle)
 		if !res.noResponse {
 			p.frame = protocol.AppendResponse(nil, h.CorrelationID, res.resp)
 		}
@@ -192,6 +202,7 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 	} else {
 		go func() {
 			resp := res.wait()
+			raiseThrottle(resp, reqThrottle)
 			c.b.observe(h.Key, req, resp, time.Since(start))
 			switch {
 			case res.noResponse && resp != nil:

@@ -58,6 +58,10 @@ func NewManager(w Window) *Manager {
 // next request. Usage measured so far is kept.
 func (m *Manager) SetTable(t *Table) { m.table.Store(t) }
 
+// Active reports whether any quota of kind k is configured: callers skip
+// even reading the clock when it is not.
+func (m *Manager) Active(k Kind) bool { return m.table.Load().Has(k) }
+
 // Table returns the configured quotas.
 func (m *Manager) Table() *Table { return m.table.Load() }
 
