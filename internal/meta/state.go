@@ -135,7 +135,7 @@ type State struct {
 	pidBlocks map[uint64][2]int64 // recent producer id blocks, by index
 	brokerCfg map[string]string   // dynamic broker defaults
 	quotas    map[quota.Entity]quota.Values
-	results   map[uint64]error    // outcome of recent entries, by index
+	results   map[uint64]error // outcome of recent entries, by index
 	validate  Validator
 	validateB Validator
 	watchers  []func(*Command)
