@@ -55,8 +55,12 @@ func TestClientQuotasAlterDescribeAndRestart(t *testing.T) {
 	adm := kadm.NewClient(client(t, b.Addr))
 	ctx := ctxT(t)
 
-	user := func(n *string) kadm.ClientQuotaEntityComponent { return kadm.ClientQuotaEntityComponent{Type: "user", Name: n} }
-	cid := func(n *string) kadm.ClientQuotaEntityComponent { return kadm.ClientQuotaEntityComponent{Type: "client-id", Name: n} }
+	user := func(n *string) kadm.ClientQuotaEntityComponent {
+		return kadm.ClientQuotaEntityComponent{Type: "user", Name: n}
+	}
+	cid := func(n *string) kadm.ClientQuotaEntityComponent {
+		return kadm.ClientQuotaEntityComponent{Type: "client-id", Name: n}
+	}
 	set := func(k string, v float64) kadm.AlterClientQuotaOp { return kadm.AlterClientQuotaOp{Key: k, Value: v} }
 	alter := func(entries ...kadm.AlterClientQuotaEntry) kadm.AlteredClientQuotas {
 		t.Helper()

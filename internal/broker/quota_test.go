@@ -349,4 +349,3 @@ func TestQuotaKcatAndConfluentPythonObeyThrottle(t *testing.T) {
 		t.Error("the broker throttled no produce response")
 	}
 }
-
