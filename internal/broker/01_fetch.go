@@ -34,6 +34,14 @@ func (b *Broker) handleFetch(ctx context.Context, c *conn, h *protocol.Header, r
 	req := r.(*kmsg.FetchRequest)
 	client := clientID(h)
 	return result{wait: func() kmsg.Response {
+		if b.quotas.Active(quota.Fetch) {
+			// As Kafka: a response never carries more than the quota lets
+			// the client read in one window.
+			if w, ok := b.quotas.MaxInWindow(&c.quota, quota.Fetch, c.principal, client, time.Now()); ok && float64(req.MaxBytes) > w {
+				req.MaxBytes = int32(max(w, 1))
+				req.MinBytes = min(req.MinBytes, req.MaxBytes)
+			}
+		}
 		resp := b.fetch(ctx, h.Version, req)
 		if fr, ok := resp.(*kmsg.FetchResponse); ok && b.quotas.Active(quota.Fetch) {
 			b.chargeFetch(c, client, fr)

@@ -349,3 +349,94 @@ func TestQuotaKcatAndConfluentPythonObeyThrottle(t *testing.T) {
 		t.Error("the broker throttled no produce response")
 	}
 }
+
+type fetchHooks struct {
+	deadline  int64
+	throttles atomic.Int64
+	bytes     atomic.Int64
+}
+
+func (h *fetchHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, _ time.Duration, _ bool) { h.throttles.Add(1) }
+
+func (h *fetchHooks) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	if time.Now().UnixNano() < h.deadline {
+		h.bytes.Add(int64(m.CompressedBytes))
+	}
+}
+
+// TestQuotaFetchThrottlesOnlyTheLimitedConsumer: two consumers read the
+// same 2 MiB topic from the start. The one limited to 128 KiB/s of
+// consumer_byte_rate gets throttled responses and reads at most 20% over
+// its quota for 8 s; the other reads everything at once, never throttled.
+func TestQuotaFetchThrottlesOnlyTheLimitedConsumer(t *testing.T) {
+	b, adm := quotaBroker(t)
+	createTopic(t, adm, "q-read", 1, nil)
+	const limit = 128 << 10
+	slow := "slow-reader"
+	res, err := adm.AlterClientQuotas(ctxT(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: &slow}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: limit}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("set quota: %v %+v", err, res)
+	}
+	// Batches of 16 KiB: a single batch larger than the quota lets a
+	// consumer read in one window could never be read (the first batch
+	// is always sent whole, KIP-74, and would be throttled every time).
+	prod := client(t, b.Addr, kgo.DefaultProduceTopic("q-read"), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(16<<10))
+	value := make([]byte, 1000)
+	const n = 2048
+	for range n {
+		prod.Produce(ctxT(t), &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := prod.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	const run = 8 * time.Second
+	read := func(id string, h *fetchHooks, until func(got int) bool) int {
+		cl := client(t, b.Addr, kgo.ClientID(id), kgo.ConsumeTopics("q-read"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(64<<10), kgo.FetchMaxWait(100*time.Millisecond), kgo.WithHooks(h))
+		ctx, cancel := context.WithTimeout(context.Background(), run)
+		defer cancel()
+		got := 0
+		for !until(got) && ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			for _, e := range fs.Errors() {
+				if ctx.Err() == nil {
+					t.Errorf("%s: %v", id, e.Err)
+				}
+			}
+			got += fs.NumRecords()
+		}
+		cl.Close()
+		return got
+	}
+	var wg sync.WaitGroup
+	slowHooks := &fetchHooks{deadline: time.Now().Add(run).UnixNano()}
+	freeHooks := &fetchHooks{deadline: time.Now().Add(time.Hour).UnixNano()}
+	var freeGot int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		freeGot = read("free-reader", freeHooks, func(got int) bool { return got >= n })
+	}()
+	read(slow, slowHooks, func(int) bool { return false })
+	wg.Wait()
+	rate := float64(slowHooks.bytes.Load()) / run.Seconds()
+	t.Logf("limited consumer: %.0f B/s over %v (quota %d B/s, %.2fx), %d throttled responses; free consumer: %d of %d records, %d throttled",
+		rate, run, limit, rate/limit, slowHooks.throttles.Load(), freeGot, n, freeHooks.throttles.Load())
+	if rate > 1.2*limit || rate < 0.5*limit {
+		t.Errorf("the limited consumer read %.0f B/s against a quota of %d B/s", rate, limit)
+	}
+	if slowHooks.throttles.Load() == 0 {
+		t.Error("the limited consumer never saw throttle_time_ms > 0")
+	}
+	if freeGot != n || freeHooks.throttles.Load() != 0 {
+		t.Errorf("the consumer without a quota read %d of %d records with %d throttles", freeGot, n, freeHooks.throttles.Load())
+	}
+}

@@ -115,6 +115,23 @@ func (m *Manager) Record(c *Client, k Kind, user, clientID string, now time.Time
 	return d
 }
 
+// MaxInWindow returns how much of kind k the client may use in one
+// measurement window before it is throttled: its limit times the shortest
+// window (Samples−1 samples). A fetch is capped to it, as Kafka caps
+// fetch.max.bytes, so that one response cannot outgrow the quota. ok is
+// false when no quota applies.
+func (m *Manager) MaxInWindow(c *Client, k Kind, user, clientID string, now time.Time) (maxValue float64, ok bool) {
+	t := m.table.Load()
+	if !t.Has(k) {
+		return 0, false
+	}
+	b := m.bind(c, t, k, user, clientID, now)
+	if b.s == nil {
+		return 0, false
+	}
+	return b.limit * float64(m.w.Samples-1) * m.w.Size.Seconds(), true
+}
+
 // Unrecord takes back usage recorded with Record (a fetch that is answered
 // empty because it was throttled does not count, as in Kafka).
 func (m *Manager) Unrecord(c *Client, k Kind, now time.Time, v float64) {
