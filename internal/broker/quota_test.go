@@ -356,7 +356,9 @@ type fetchHooks struct {
 	bytes     atomic.Int64
 }
 
-func (h *fetchHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, _ time.Duration, _ bool) { h.throttles.Add(1) }
+func (h *fetchHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, _ time.Duration, _ bool) {
+	h.throttles.Add(1)
+}
 
 func (h *fetchHooks) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
 	if time.Now().UnixNano() < h.deadline {
