@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/testbroker"
 )
@@ -440,5 +441,58 @@ func TestQuotaFetchThrottlesOnlyTheLimitedConsumer(t *testing.T) {
 	}
 	if freeGot != n || freeHooks.throttles.Load() != 0 {
 		t.Errorf("the consumer without a quota read %d of %d records with %d throttles", freeGot, n, freeHooks.throttles.Load())
+	}
+}
+
+type throttleHook struct {
+	n      atomic.Int64
+	maxDur atomic.Int64
+}
+
+func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	h.n.Add(1)
+	for {
+		cur := h.maxDur.Load()
+		if int64(d) <= cur || h.maxDur.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// TestQuotaRequestPercentageThrottles: a client id with a tiny
+// request_percentage is throttled on plain Metadata requests, never for
+// longer than one window sample (Kafka's cap for request quotas); another
+// client doing the same is not.
+func TestQuotaRequestPercentageThrottles(t *testing.T) {
+	b, adm := quotaBroker(t)
+	busy := "busy"
+	res, err := adm.AlterClientQuotas(ctxT(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: &busy}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 1e-6}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("set quota: %v %+v", err, res)
+	}
+	busyHook, freeHook := &throttleHook{}, &throttleHook{}
+	busyCl := client(t, b.Addr, kgo.ClientID(busy), kgo.WithHooks(busyHook))
+	freeCl := client(t, b.Addr, kgo.ClientID("idle"), kgo.WithHooks(freeHook))
+	// DescribeCluster: a request the client never answers from a cache.
+	deadline := time.Now().Add(10 * time.Second)
+	for busyHook.n.Load() < 3 && time.Now().Before(deadline) {
+		for _, cl := range []*kgo.Client{busyCl, freeCl} {
+			if _, err := kmsg.NewPtrDescribeClusterRequest().RequestWith(ctxT(t), cl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("busy: %d throttled responses, longest %v; idle: %d", busyHook.n.Load(), time.Duration(busyHook.maxDur.Load()), freeHook.n.Load())
+	if busyHook.n.Load() == 0 {
+		t.Fatal("the client over its request quota was never throttled")
+	}
+	if d := time.Duration(busyHook.maxDur.Load()); d > time.Second {
+		t.Errorf("request throttle %v exceeds one window sample (1s)", d)
+	}
+	if freeHook.n.Load() != 0 {
+		t.Errorf("the client without a quota was throttled %d times", freeHook.n.Load())
 	}
 }
