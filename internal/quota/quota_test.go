@@ -207,3 +207,28 @@ func TestValidateValue(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRecord is the per-request cost: with no quota configured, with
+// quotas for other clients only, and for a client bound to its quota.
+func BenchmarkRecord(b *testing.B) {
+	other := NewTable(map[Entity]Values{{ClientPart: Named, ClientID: "other"}: {ProducerByteRate: 1 << 20}})
+	mine := NewTable(map[Entity]Values{{ClientPart: Named, ClientID: "app"}: {ProducerByteRate: 1 << 40}})
+	for _, c := range []struct {
+		name  string
+		table *Table
+	}{{"no quotas", nil}, {"quotas for others", other}, {"own quota", mine}} {
+		b.Run(c.name, func(b *testing.B) {
+			m := NewManager(Window{Samples: 11, Size: time.Second})
+			if c.table != nil {
+				m.SetTable(c.table)
+			}
+			var cl Client
+			now := t0
+			b.ReportAllocs()
+			for b.Loop() {
+				now = now.Add(time.Microsecond)
+				m.Record(&cl, Produce, Anonymous, "app", now, 1024)
+			}
+		})
+	}
+}
