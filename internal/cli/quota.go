@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -195,14 +196,29 @@ func alterQuotas(ctx context.Context, adm *kadm.Client, e kadm.ClientQuotaEntity
 	if len(res) != 1 {
 		return fmt.Errorf("alter quotas of %s: %d results for one entity", e, len(res))
 	}
-	if res[0].Err != nil {
+	if err := res[0].Err; err != nil {
 		if res[0].ErrMessage != "" {
-			return fmt.Errorf("quotas of %s: %s (%w)", e, res[0].ErrMessage, res[0].Err)
+			// The broker's message says what is wrong; the code's long
+			// standard description would only bury it.
+			short := res[0].ErrMessage
+			if ke, ok := errors.AsType[*kerr.Error](err); ok {
+				short += " (" + ke.Message + ")"
+			}
+			err = brokerMessage{msg: short, err: err}
 		}
-		return fmt.Errorf("quotas of %s: %w", e, res[0].Err)
+		return fmt.Errorf("quotas of %s: %w", e, err)
 	}
 	return nil
 }
+
+// brokerMessage is a Kafka error shown by the broker's message.
+type brokerMessage struct {
+	msg string
+	err error
+}
+
+func (b brokerMessage) Error() string { return b.msg }
+func (b brokerMessage) Unwrap() error { return b.err }
 
 // describeQuotas lists the quotas matching e (exact names, defaults; all
 // entities when e is empty).

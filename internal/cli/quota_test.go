@@ -68,7 +68,7 @@ func TestQuotaCommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"quota", "set", "--client-id", "a", "bytes_per_fortnight=1"}, "unknown quota key"},
+		{[]string{"quota", "set", "--client-id", "a", "bytes_per_fortnight=1"}, `quotas of {client-id=a}: unknown quota key: "bytes_per_fortnight" (INVALID_REQUEST)`},
 		{[]string{"quota", "set", "--client-id", "a", "producer_byte_rate=1.5"}, "must be a whole number"},
 		{[]string{"quota", "set", "producer_byte_rate=1"}, "name an entity"},
 		{[]string{"quota", "set", "--user", "u", "--user-default", "producer_byte_rate=1"}, "not both"},
