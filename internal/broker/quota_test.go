@@ -27,9 +27,9 @@ const quotaRate = 64 << 10
 // quotaBroker starts a broker for the quota tests. Kafka's default window
 // (11 samples of 1 s) lets a fresh client burst about 10 s of its quota
 // before the first throttle, and each sample that expires can release
-// another burst, so a 20 s run measures 1.1–1.3× the quota even though the
-// long-run rate converges to it (TestManagerHoldsTheRate in internal/quota
-// shows this on a simulated clock). Two samples of 1 s keep the burst to
+// another burst, so over 20 s the manager lets through 1.1–1.3× the quota
+// (on a simulated clock, depending on the request size) even though the
+// long-run rate converges to it (TestManagerHoldsTheRate in internal/quota). Two samples of 1 s keep the burst to
 // about one second, so that 20 s measure the steady state the quota
 // promises.
 func quotaBroker(t *testing.T) (*testbroker.Broker, *kadm.Client) {
