@@ -1,5 +1,5 @@
 // Package meta is the state machine of the metadata Raft group: brokers,
-// topics, their partitions (each one Raft group) and configs. Commands are
+// topics, their partitions (each one Raft group), configs and client quotas. Commands are
 // applied in log order on every node, so every decision that must agree
 // across nodes (topic ids, group ids, existence checks) is made in Apply,
 // never by the proposer. It must never do I/O or read the clock in Apply.
