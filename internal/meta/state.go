@@ -1,8 +1,9 @@
 // Package meta is the state machine of the metadata Raft group: brokers,
-// topics, their partitions (each one Raft group), configs and client quotas. Commands are
-// applied in log order on every node, so every decision that must agree
-// across nodes (topic ids, group ids, existence checks) is made in Apply,
-// never by the proposer. It must never do I/O or read the clock in Apply.
+// topics, their partitions (each one Raft group), configs and client
+// quotas. Commands are applied in log order on every node, so every
+// decision that must agree across nodes (topic ids, group ids, existence
+// checks) is made in Apply, never by the proposer. It must never do I/O or
+// read the clock in Apply.
 package meta
 
 import (
