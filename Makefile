@@ -25,12 +25,12 @@ build: ## build bin/chronik
 run: build ## start a standalone broker with data in ./data
 	./$(BIN) server --data-dir ./data
 
-test: tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
+test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
 	$(MAKE) test-unit test-compat test-load test-crash test-fuzz
 
-test-unit: ## unit and integration tests with the race detector
+test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
 	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load)
 
 test-load: ## the flood (backpressure) and hostile-clients tests against a broker process; the scaled stress profile through gateway and drain

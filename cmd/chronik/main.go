@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand(), cli.NewTopicCommand(), cli.NewProduceCommand(), cli.NewConsumeCommand(), cli.NewClusterCommand(), cli.NewBenchCommand(), cli.NewGatewayCommand(), cli.NewDrainCommand(), cli.NewLoadtestCommand())
+	root.AddCommand(newServer(), newVersion(), cli.NewGroupCommand(), cli.NewTopicCommand(), cli.NewProduceCommand(), cli.NewConsumeCommand(), cli.NewClusterCommand(), cli.NewQuotaCommand(), cli.NewBenchCommand(), cli.NewGatewayCommand(), cli.NewDrainCommand(), cli.NewLoadtestCommand())
 	return root
 }
 

@@ -27,12 +27,28 @@ import (
 
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
-func (b *Broker) handleProduce(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.ProduceRequest)
 	resp := kmsg.NewPtrProduceResponse()
 	resp.SetVersion(h.Version)
+	// The producer byte rate is charged here, on the reader, so that the
+	// connection is muted before its next request is read; the response
+	// leaves as soon as the records are durable, carrying the throttle.
+	throttle := time.Duration(0)
+	if b.quotas.Active(quota.Produce) {
+		n := 0
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				n += len(rp.Records)
+			}
+		}
+		throttle = b.quotas.Record(&c.quota, quota.Produce, c.principal, clientID(h), time.Now(), float64(n))
+		c.throttle(throttle)
+		resp.ThrottleMillis = int32(min(throttle.Milliseconds(), 1<<31-1))
+	}
 	type slot struct {
 		rp   *kmsg.ProduceResponseTopicPartition
 		wait func(context.Context) partition.ProduceResult

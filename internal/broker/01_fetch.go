@@ -27,11 +27,49 @@ import (
 
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
-func (b *Broker) handleFetch(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+func (b *Broker) handleFetch(ctx context.Context, c *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.FetchRequest)
-	return result{wait: func() kmsg.Response { return b.fetch(ctx, h.Version, req) }}
+	client := clientID(h)
+	return result{wait: func() kmsg.Response {
+		if b.quotas.Active(quota.Fetch) {
+			// As Kafka: a response never carries more than the quota lets
+			// the client read in one window.
+			if w, ok := b.quotas.MaxInWindow(&c.quota, quota.Fetch, c.principal, client, time.Now()); ok && float64(req.MaxBytes) > w {
+				req.MaxBytes = int32(max(w, 1))
+				req.MinBytes = min(req.MinBytes, req.MaxBytes)
+			}
+		}
+		resp := b.fetch(ctx, h.Version, req)
+		if fr, ok := resp.(*kmsg.FetchResponse); ok && b.quotas.Active(quota.Fetch) {
+			b.chargeFetch(c, client, fr)
+		}
+		return resp
+	}}
+}
+
+// chargeFetch charges a fetch response's record bytes to the consumer byte
+// rate. Over the quota, the response goes out empty with the throttle time
+// and its bytes are not charged (Kafka's way: the consumer fetches the
+// same offsets again once the throttle has passed).
+func (b *Broker) chargeFetch(c *conn, client string, fr *kmsg.FetchResponse) {
+	n := 0
+	for _, t := range fr.Topics {
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches)
+		}
+	}
+	now := time.Now()
+	d := b.quotas.Record(&c.quota, quota.Fetch, c.principal, client, now, float64(n))
+	if d <= 0 {
+		return
+	}
+	b.quotas.Unrecord(&c.quota, quota.Fetch, now, float64(n))
+	fr.Topics = nil
+	fr.ThrottleMillis = int32(min(d.Milliseconds(), 1<<31-1))
+	c.throttle(d)
 }
 
 func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchRequest) kmsg.Response {

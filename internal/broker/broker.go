@@ -23,6 +23,7 @@ import (
 	"github.com/chronik-go/chronik/internal/metrics"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // Node is what the broker needs from the node it serves.
@@ -84,6 +85,7 @@ type Broker struct {
 	// idleTimeout closes connections without requests.
 	requestTimeout, idleTimeout time.Duration
 	closedConns                 *prometheus.CounterVec // reason
+	quotas                      *quota.Manager
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -111,6 +113,7 @@ func New(node Node, log *slog.Logger) *Broker {
 	if b.idleTimeout <= 0 {
 		b.idleTimeout = 10 * time.Minute
 	}
+	b.initQuotas()
 	b.register()
 	b.registerMetrics()
 	return b
@@ -181,6 +184,8 @@ func (b *Broker) register() {
 	b.serveWaiting(kmsg.OffsetDelete, 0, 0, b.handleOffsetDelete, adminWait)
 	b.serve(kmsg.ConsumerGroupHeartbeat, 0, 1, b.handleConsumerGroupHeartbeat)
 	b.serveWaiting(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe, adminWait)
+	b.serve(kmsg.DescribeClientQuotas, 0, 1, b.handleDescribeClientQuotas)
+	b.serveWaiting(kmsg.AlterClientQuotas, 0, 1, b.handleAlterClientQuotas, adminWait)
 }
 
 // Versions returns the served API table.

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // maxPipelined bounds the requests of one connection waiting for their
@@ -43,6 +44,12 @@ type conn struct {
 	share *Share
 	// inflight counts requests read and not yet answered.
 	inflight atomic.Int64
+
+	// principal is the authenticated user (quota.Anonymous until
+	// authentication lands); quota binds the connection to its quota
+	// sensors.
+	principal string
+	quota     quota.Client
 }
 
 // throttle mutes the connection for d from now (quota enforcement): the
@@ -90,7 +97,8 @@ type pending struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{}), share: b.budget.NewShare()}
+	return &conn{b: b, nc: nc, remote: nc.RemoteAddr().String(), out: make(chan *pending, maxPipelined), closed: make(chan struct{}),
+		share: b.budget.NewShare(), principal: quota.Anonymous}
 }
 
 func (c *conn) close() {
@@ -313,8 +321,10 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 		return errors.Join(protocol.ErrMalformed, err)
 	}
 	res := c.b.handlers[h.Key](ctx, c, &h, req)
+	reqThrottle := c.recordRequestTime(&h, time.Since(start))
 	p := &pending{ready: make(chan struct{}), release: release}
 	if res.wait == nil {
+		raiseThrottle(res.resp, reqThrottle)
 		if !res.noResponse {
 			p.frame = protocol.AppendResponse(nil, h.CorrelationID, res.resp)
 		}
@@ -323,6 +333,7 @@ func (c *conn) dispatch(ctx context.Context, frame []byte, release func()) error
 	} else {
 		go func() {
 			resp := res.wait()
+			raiseThrottle(resp, reqThrottle)
 			c.b.observe(h.Key, req, resp, time.Since(start))
 			switch {
 			case res.noResponse && resp != nil:

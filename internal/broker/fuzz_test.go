@@ -25,7 +25,13 @@ func FuzzBrokerConnection(f *testing.F) {
 	fetch := kmsg.NewPtrFetchRequest()
 	fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 60_000, 1<<20, 1<<20
 	fetch.Topics = []kmsg.FetchRequestTopic{{Topic: "fz", Partitions: []kmsg.FetchRequestTopicPartition{{PartitionMaxBytes: 1 << 20}}}}
-	for _, r := range []kmsg.Request{kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest(), prod, fetch, kmsg.NewPtrListOffsetsRequest(), kmsg.NewPtrCreateTopicsRequest()} {
+	dq := kmsg.NewPtrDescribeClientQuotasRequest()
+	dq.Components = []kmsg.DescribeClientQuotasRequestComponent{{EntityType: "client-id", MatchType: 2}}
+	aq := kmsg.NewPtrAlterClientQuotasRequest()
+	aq.ValidateOnly = true
+	aq.Entries = []kmsg.AlterClientQuotasRequestEntry{{Entity: []kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user"}},
+		Ops: []kmsg.AlterClientQuotasRequestEntryOp{{Key: "producer_byte_rate", Value: 1024}}}}
+	for _, r := range []kmsg.Request{kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest(), prod, fetch, kmsg.NewPtrListOffsetsRequest(), kmsg.NewPtrCreateTopicsRequest(), dq, aq} {
 		for _, v := range []int16{1, 4, 7, 9, 11} {
 			if v <= r.MaxVersion() {
 				r.SetVersion(v)

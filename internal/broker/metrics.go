@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // Kafka record batch header: records count at byte 57, batch length (after
@@ -61,6 +62,7 @@ func (b *Broker) registerMetrics() {
 			func() float64 { return stat().Blocked.Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chronik_produce_backpressure_waits_total", Help: "Requests that had to wait for budget."},
 			func() float64 { return float64(stat().Waits) }),
+		quotaCollector{b.quotas},
 	)
 }
 
@@ -68,6 +70,30 @@ func (b *Broker) registerMetrics() {
 func (b *Broker) connClosed(reason string) {
 	if b.closedConns != nil {
 		b.closedConns.WithLabelValues(reason).Inc()
+	}
+}
+
+// quotaCollector exposes the quota manager's throttle counters at scrape
+// time, labelled by quota type.
+type quotaCollector struct{ m *quota.Manager }
+
+var (
+	quotaThrottleSecondsDesc = prometheus.NewDesc("chronik_quota_throttle_seconds_total",
+		"Throttle time handed to clients over their quota (throttle_time_ms), by quota type.", []string{"type"}, nil)
+	quotaThrottledDesc = prometheus.NewDesc("chronik_quota_throttled_responses_total",
+		"Responses that carried a throttle because the client was over its quota, by quota type.", []string{"type"}, nil)
+)
+
+func (q quotaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- quotaThrottleSecondsDesc
+	ch <- quotaThrottledDesc
+}
+
+func (q quotaCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, k := range []quota.Kind{quota.Produce, quota.Fetch, quota.Request} {
+		st := q.m.Stats(k)
+		ch <- prometheus.MustNewConstMetric(quotaThrottleSecondsDesc, prometheus.CounterValue, st.ThrottleTime.Seconds(), k.String())
+		ch <- prometheus.MustNewConstMetric(quotaThrottledDesc, prometheus.CounterValue, float64(st.Throttled), k.String())
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package meta is the state machine of the metadata Raft group: brokers,
-// topics, their partitions (each one Raft group) and configs. Commands are
-// applied in log order on every node, so every decision that must agree
-// across nodes (topic ids, group ids, existence checks) is made in Apply,
-// never by the proposer. It must never do I/O or read the clock in Apply.
+// topics, their partitions (each one Raft group), configs and client
+// quotas. Commands are applied in log order on every node, so every
+// decision that must agree across nodes (topic ids, group ids, existence
+// checks) is made in Apply, never by the proposer. It must never do I/O or
+// read the clock in Apply.
 package meta
 
 import (
@@ -15,6 +16,8 @@ import (
 	"sync"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 // MetadataGroup is the Raft group id of the metadata group; partition
@@ -64,6 +67,15 @@ type Command struct {
 	Count            int64             `json:"count,omitempty"`
 	Configs          map[string]string `json:"configs,omitempty"`
 	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
+	Quotas           []QuotaAlteration `json:"quotas,omitempty"`
+}
+
+// QuotaAlteration sets and removes client quota keys of one entity
+// (OpAlterClientQuotas). An entity left without keys is gone.
+type QuotaAlteration struct {
+	Entity quota.Entity       `json:"entity"`
+	Set    map[string]float64 `json:"set,omitempty"`
+	Remove []string           `json:"remove,omitempty"`
 }
 
 // Command ops.
@@ -81,6 +93,9 @@ const (
 	// OpAllocateProducerIDs reserves Count producer ids for Broker.ID;
 	// the block's first id is the entry's Result (see ProducerIDBlock).
 	OpAllocateProducerIDs = "allocate_producer_ids"
+	// OpAlterClientQuotas applies Quotas, all or none: an invalid entity,
+	// key or value fails the whole command.
+	OpAlterClientQuotas = "alter_client_quotas"
 )
 
 const commandVersion = 1
@@ -120,7 +135,8 @@ type State struct {
 	nextPID   int64
 	pidBlocks map[uint64][2]int64 // recent producer id blocks, by index
 	brokerCfg map[string]string   // dynamic broker defaults
-	results   map[uint64]error    // outcome of recent entries, by index
+	quotas    map[quota.Entity]quota.Values
+	results   map[uint64]error // outcome of recent entries, by index
 	validate  Validator
 	validateB Validator
 	watchers  []func(*Command)
@@ -130,7 +146,7 @@ type State struct {
 // topics and dynamic broker configs with brokers (either may be nil).
 func NewState(topics, brokers Validator) *State {
 	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{},
-		pidBlocks: map[uint64][2]int64{}, brokerCfg: map[string]string{}, validate: topics, validateB: brokers}
+		pidBlocks: map[uint64][2]int64{}, brokerCfg: map[string]string{}, quotas: map[quota.Entity]quota.Values{}, validate: topics, validateB: brokers}
 }
 
 // OnApply registers fn to run after each applied command (on the metadata
@@ -248,6 +264,8 @@ func (s *State) applyLocked(index uint64, c *Command) error {
 			}
 		}
 		t.Configs = next
+	case OpAlterClientQuotas:
+		return s.alterQuotasLocked(c.Quotas)
 	case OpCreatePartitions:
 		t, ok := s.topics[c.Topic]
 		if !ok {
@@ -258,6 +276,53 @@ func (s *State) applyLocked(index uint64, c *Command) error {
 		return fmt.Errorf("%w: unknown op %q", ErrInvalid, c.Op)
 	}
 	return nil
+}
+
+// alterQuotasLocked validates every alteration before changing anything,
+// so a command applies whole or not at all.
+func (s *State) alterQuotasLocked(alts []QuotaAlteration) error {
+	for _, a := range alts {
+		if !a.Entity.Valid() {
+			return fmt.Errorf("%w: quota entity %+v", ErrInvalid, a.Entity)
+		}
+		for k, v := range a.Set {
+			if err := quota.ValidateValue(k, v); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+		for _, k := range a.Remove {
+			if err := quota.ValidateValue(k, 1); errors.Is(err, quota.ErrUnknownKey) {
+				return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+		}
+	}
+	for _, a := range alts {
+		next := maps.Clone(s.quotas[a.Entity])
+		if next == nil {
+			next = quota.Values{}
+		}
+		maps.Copy(next, a.Set)
+		for _, k := range a.Remove {
+			delete(next, k)
+		}
+		if len(next) == 0 {
+			delete(s.quotas, a.Entity)
+		} else {
+			s.quotas[a.Entity] = next
+		}
+	}
+	return nil
+}
+
+// Quotas returns a copy of every client quota, by entity.
+func (s *State) Quotas() map[quota.Entity]quota.Values {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[quota.Entity]quota.Values, len(s.quotas))
+	for e, v := range s.quotas {
+		out[e] = maps.Clone(v)
+	}
+	return out
 }
 
 func (s *State) addPartitions(t *Topic, replicas [][]int32) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-go/chronik/internal/quota"
 )
 
 func entry(index uint64, c *Command) *pb.Entry {
@@ -83,4 +85,35 @@ func FuzzCommand(f *testing.F) {
 			t.Fatalf("command changed on round trip: %s vs %s", re, re2)
 		}
 	})
+}
+
+func TestApplyClientQuotas(t *testing.T) {
+	alice := quota.Entity{UserPart: quota.Named, User: "alice"}
+	def := quota.Entity{ClientPart: quota.Default}
+	s := NewState(nil, nil)
+	ents := []*pb.Entry{
+		entry(1, &Command{Op: OpAlterClientQuotas, Quotas: []QuotaAlteration{
+			{Entity: alice, Set: map[string]float64{quota.ProducerByteRate: 1024, quota.RequestPercentage: 50}},
+			{Entity: def, Set: map[string]float64{quota.ConsumerByteRate: 2048}},
+		}}),
+		// Invalid: nothing of it applies, not even the valid first part.
+		entry(2, &Command{Op: OpAlterClientQuotas, Quotas: []QuotaAlteration{
+			{Entity: alice, Set: map[string]float64{quota.ProducerByteRate: 1}},
+			{Entity: def, Set: map[string]float64{"nonsense": 1}},
+		}}),
+		entry(3, &Command{Op: OpAlterClientQuotas, Quotas: []QuotaAlteration{{Entity: quota.Entity{}, Set: map[string]float64{quota.ProducerByteRate: 1}}}}),
+		entry(4, &Command{Op: OpAlterClientQuotas, Quotas: []QuotaAlteration{{Entity: alice, Remove: []string{quota.RequestPercentage}}, {Entity: def, Remove: []string{quota.ConsumerByteRate}}}}),
+	}
+	if err := s.Apply(ents); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range map[uint64]error{1: nil, 2: ErrInvalidConfig, 3: ErrInvalid, 4: nil} {
+		if got := s.Result(i); !errors.Is(got, w) || (w == nil) != (got == nil) {
+			t.Fatalf("entry %d: %v, want %v", i, got, w)
+		}
+	}
+	q := s.Quotas()
+	if len(q) != 1 || len(q[alice]) != 1 || q[alice][quota.ProducerByteRate] != 1024 {
+		t.Fatalf("quotas %v", q)
+	}
 }
