@@ -175,7 +175,8 @@ func consumeAll(ctx context.Context, t *testing.T, addr, topic string, want int)
 // every way a shared broker meets: large produce frames announced and
 // stalled after a few bytes, slowloris requests at one byte per second,
 // a thousand idle connections, garbage after a valid header, half-open
-// connections, and a client that pipelines requests and never reads.
+// connections, a client that pipelines requests and never reads, and a
+// connection flood past max.connections.per.ip.
 // Every well-behaved request must be answered, every record acknowledged
 // and read back, fresh connections served throughout, the misbehaving
 // connections closed (and counted) by the broker, and memory bounded.
@@ -191,11 +192,14 @@ func TestHostileClientsDoNotHurtOthers(t *testing.T) {
 		slowloris      = 4
 		perPhase       = 600
 		interval       = 10 * time.Millisecond
+		perIP          = 100 // the idle herd's address has an override
+		flood          = 300
 	)
 	dir, addr, metricsAddr := t.TempDir(), testbroker.FreePort(t), testbroker.FreePort(t)
 	p := testbroker.StartProcess(t, dir, addr, "--produce-profile", "low-latency", "--wal-profile", "low",
 		"--metrics-bind", metricsAddr, "--socket-request-timeout-ms", strconv.Itoa(int(requestTimeout.Milliseconds())),
-		"--connections-max-idle-ms", strconv.Itoa(int(idleTimeout.Milliseconds())))
+		"--connections-max-idle-ms", strconv.Itoa(int(idleTimeout.Milliseconds())),
+		"--max-connections-per-ip", strconv.Itoa(perIP), "--max-connections-per-ip-overrides", "127.0.0.2:2000")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +324,15 @@ func TestHostileClientsDoNotHurtOthers(t *testing.T) {
 			deafWrote.Add(1)
 		}
 	}()
+	// A connection flood from one address past max.connections.per.ip:
+	// the connections over the cap are closed at once.
+	for range flood {
+		c, err := dialFrom("127.0.0.6", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(c)
+	}
 	// Slowloris: a valid ApiVersions request, one byte per second.
 	var slowClosed atomic.Int64
 	var slowWG sync.WaitGroup
@@ -368,10 +381,10 @@ func TestHostileClientsDoNotHurtOthers(t *testing.T) {
 	slowWG.Wait()
 
 	report := fmt.Sprintf("hostile clients: well-behaved producer (acks=all, one record every %v) quiet p50 %v p99 %v (%d records); "+
-		"with %d idle connections and %d stalled 64 MiB produce frames: p50 %v p99 %v (%d records), p99 ratio %.2f; then slowloris, garbage, half-open, a deaf client and more stalled frames on top; "+
+		"with %d idle connections and %d stalled 64 MiB produce frames: p50 %v p99 %v (%d records), p99 ratio %.2f; then slowloris, garbage, half-open, a deaf client, a %d-connection flood from one address and more stalled frames on top; "+
 		"%d new-connection probes answered of %d; peak RSS idle + %d MiB",
 		interval, q50.Round(10*time.Microsecond), q99.Round(10*time.Microsecond), qn, idleConns, stalled,
-		h50.Round(10*time.Microsecond), h99.Round(10*time.Microsecond), hn, float64(h99)/float64(q99),
+		h50.Round(10*time.Microsecond), h99.Round(10*time.Microsecond), hn, float64(h99)/float64(q99), flood,
 		probes.Load()-probeFails.Load(), probes.Load(), (peak.Load()-idleRSS)>>20)
 	t.Log(report)
 	if path := os.Getenv("CHRONIK_HOSTILE_REPORT"); path != "" {
@@ -392,6 +405,9 @@ func TestHostileClientsDoNotHurtOthers(t *testing.T) {
 	}
 	if n := metric(t, metricsAddr, `chronik_connections_closed_by_broker_total{reason="idle"}`); n < idleConns {
 		t.Fatalf("%v idle connections closed, want at least %d", n, idleConns)
+	}
+	if n := metric(t, metricsAddr, `chronik_connections_rejected_total{reason="max_connections_per_ip"}`); n != flood-perIP {
+		t.Fatalf("%v connections refused over max.connections.per.ip, want %d", n, flood-perIP)
 	}
 	if slowClosed.Load() != slowloris {
 		t.Fatalf("%d of %d slowloris connections were closed by the broker", slowClosed.Load(), slowloris)
