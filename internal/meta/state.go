@@ -58,6 +58,9 @@ type Topic struct {
 // Command is one entry of the metadata log, JSON-encoded after a version
 // byte (docs/format/metadata.md).
 type Command struct {
+	// ID identifies a command so that a node whose proposal a leader
+	// committed for it can find the outcome (random; may be empty).
+	ID               string            `json:"id,omitempty"`
 	Op               string            `json:"op"`
 	Broker           *Broker           `json:"broker,omitempty"`
 	Topic            string            `json:"topic,omitempty"`
@@ -137,6 +140,7 @@ type State struct {
 	brokerCfg map[string]string   // dynamic broker defaults
 	quotas    map[quota.Entity]quota.Values
 	results   map[uint64]error // outcome of recent entries, by index
+	awaiting  map[string]chan Outcome
 	validate  Validator
 	validateB Validator
 	watchers  []func(*Command)
@@ -145,7 +149,7 @@ type State struct {
 // NewState returns an empty state that validates topic configs with
 // topics and dynamic broker configs with brokers (either may be nil).
 func NewState(topics, brokers Validator) *State {
-	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{},
+	return &State{brokers: map[int32]*Broker{}, topics: map[string]*Topic{}, nextGroup: MetadataGroup + 1, results: map[uint64]error{}, awaiting: map[string]chan Outcome{},
 		pidBlocks: map[uint64][2]int64{}, brokerCfg: map[string]string{}, quotas: map[quota.Entity]quota.Values{}, validate: topics, validateB: brokers}
 }
 
@@ -175,6 +179,12 @@ func (s *State) Apply(ents []*pb.Entry) error {
 			}
 		}
 		s.results[e.GetIndex()] = err
+		if c != nil && c.ID != "" {
+			if ch, ok := s.awaiting[c.ID]; ok {
+				ch <- Outcome{Index: e.GetIndex(), Err: err}
+				delete(s.awaiting, c.ID)
+			}
+		}
 		delete(s.results, e.GetIndex()-keepResults)
 		delete(s.pidBlocks, e.GetIndex()-keepResults)
 	}
@@ -186,6 +196,28 @@ func (s *State) Apply(ents []*pb.Entry) error {
 		}
 	}
 	return nil
+}
+
+// Outcome is what applying a command gave.
+type Outcome struct {
+	Index uint64
+	Err   error
+}
+
+// Await returns a channel that receives the outcome of the command with
+// this id when it is applied; forget releases it if the caller gives up.
+func (s *State) Await(id string) (outcome <-chan Outcome, forget func()) {
+	ch := make(chan Outcome, 1)
+	s.mu.Lock()
+	s.awaiting[id] = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		if s.awaiting[id] == ch {
+			delete(s.awaiting, id)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Result returns the outcome of the command committed at index.

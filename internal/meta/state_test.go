@@ -117,3 +117,33 @@ func TestApplyClientQuotas(t *testing.T) {
 		t.Fatalf("quotas %v", q)
 	}
 }
+
+// TestAwaitFindsTheOutcomeByID: a node that forwarded a command learns its
+// outcome from its own Apply, by the command's id.
+func TestAwaitFindsTheOutcomeByID(t *testing.T) {
+	s := NewState(nil, nil)
+	ok, forgetOK := s.Await("a")
+	defer forgetOK()
+	dup, forgetDup := s.Await("b")
+	defer forgetDup()
+	gone, forget := s.Await("c")
+	forget() // gave up: nothing is delivered
+	if err := s.Apply([]*pb.Entry{
+		entry(1, &Command{ID: "a", Op: OpCreateTopic, Topic: "t", Replicas: [][]int32{{1}}}),
+		entry(2, &Command{ID: "b", Op: OpCreateTopic, Topic: "t", Replicas: [][]int32{{1}}}),
+		entry(3, &Command{ID: "c", Op: OpDeleteTopic, Topic: "t"}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-ok; o.Index != 1 || o.Err != nil {
+		t.Fatalf("outcome of a: %+v", o)
+	}
+	if o := <-dup; o.Index != 2 || !errors.Is(o.Err, ErrTopicExists) {
+		t.Fatalf("outcome of b: %+v, want TopicExists at 2", o)
+	}
+	select {
+	case o := <-gone:
+		t.Fatalf("a forgotten wait received %+v", o)
+	default:
+	}
+}

@@ -79,6 +79,9 @@ type Config struct {
 	// durability (default 2): one being fsynced while the next collects
 	// proposals. More means more, smaller appends per round.
 	MaxInflightAppends int
+	// ForwardProposals lets followers forward Proposal.Forward proposals
+	// to the leader (the metadata group; never a group with offsets).
+	ForwardProposals bool
 	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
 	ElectionTicks, HeartbeatTicks int
 	Logger                        *slog.Logger
@@ -97,6 +100,11 @@ type Proposal struct {
 	// Durable completes the proposal when the leader has it durably in its
 	// log (Kafka acks=1) instead of when it commits (acks=all).
 	Durable bool
+	// Forward lets a follower hand the proposal to the leader through Raft
+	// (MsgProp); it then completes at once with Forwarded set, and the
+	// proposer learns the outcome from its state machine (the metadata
+	// group matches commands by id). Not with Assign.
+	Forward bool
 
 	done   chan struct{}
 	result Result
@@ -124,7 +132,9 @@ type Result struct {
 	Index      uint64
 	// Skipped is true when Assign answered without proposing.
 	Skipped bool
-	Err     error
+	// Forwarded is true when a follower handed the proposal to the leader.
+	Forwarded bool
+	Err       error
 }
 
 // NewProposal prepares a proposal.
@@ -451,7 +461,10 @@ func (g *Group) start() (*runState, error) {
 		PreVote:            true,
 		// Kafka clients must talk to the leader; a follower answers
 		// NOT_LEADER instead of forwarding.
-		DisableProposalForwarding: true,
+		// Data groups never let raft forward a proposal: a node that still
+		// believes it leads would hand entries with its offsets to the new
+		// leader. The metadata group's commands carry no offsets.
+		DisableProposalForwarding: !g.cfg.ForwardProposals,
 		Logger:                    raftLogger{g.log},
 	})
 	if err != nil {
@@ -475,6 +488,18 @@ func (g *Group) start() (*runState, error) {
 
 // propose assigns offsets and hands p to Raft, or fails it.
 func (g *Group) propose(s *runState, p *Proposal) {
+	if !s.leader && p.Forward && g.cfg.ForwardProposals && p.Assign == nil && len(p.Data) > 0 {
+		if s.lead == raft.None {
+			p.finish(Result{Err: fmt.Errorf("%w: no leader known", ErrNotLeader)})
+			return
+		}
+		if err := s.rn.Propose(p.Data); err != nil {
+			p.finish(Result{Err: fmt.Errorf("%w: %w", ErrNotLeader, err)})
+			return
+		}
+		p.finish(Result{Forwarded: true})
+		return
+	}
 	if !s.leader || s.next < 0 {
 		p.finish(Result{Err: ErrNotLeader})
 		return

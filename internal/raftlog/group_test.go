@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +65,13 @@ type node struct {
 
 func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host) *node {
 	t.Helper()
+	return startNodeWith(t, id, dir, voters, tr, host, meta)
+}
+
+// startNodeWith starts a node whose log derives offsets with mf (nil: the
+// entries carry no Kafka offsets, as the metadata group's).
+func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host, mf storage.MetaFunc) *node {
+	t.Helper()
 	prof, _ := wal.ProfileByName("low")
 	c, err := wal.New(prof)
 	if err != nil {
@@ -73,11 +82,12 @@ func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transpor
 	n.cancel = cancel
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); _ = c.Run(ctx) }()
-	n.log, err = storage.Open(dir, c, storage.Options{Meta: meta, Logger: quiet(), SegmentBytes: 32 << 10, RetentionAge: -1})
+	n.log, err = storage.Open(dir, c, storage.Options{Meta: mf, Logger: quiet(), SegmentBytes: 32 << 10, RetentionAge: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: meta, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1})
+	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
+		ForwardProposals: mf == nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,6 +334,70 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 			if a != b {
 				t.Fatalf("node %d term at %d differs", n.id, i)
 			}
+		}
+	}
+}
+
+// TestFollowerForwardsProposal: a follower's Forward proposal reaches the
+// leader through Raft (MsgProp) and commits on every voter, which is how
+// any node writes to the metadata group.
+func TestFollowerForwardsProposal(t *testing.T) {
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+	var follower *node
+	waitFor(t, "a leader and a follower that knows it", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); !st.IsLeader && st.Leader != 0 {
+				follower = n
+				return true
+			}
+		}
+		return false
+	})
+	for i := range 5 {
+		p := NewProposal([]byte(fmt.Sprintf("command %d", i)), nil, false)
+		p.Forward = true
+		r, err := follower.g.ProposeWait(context.Background(), p)
+		if err != nil || !r.Forwarded {
+			t.Fatalf("forwarded proposal %d: %+v %v", i, r, err)
+		}
+	}
+	// Without Forward a follower still refuses.
+	if _, err := follower.g.ProposeWait(context.Background(), NewProposal([]byte("x"), nil, false)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a follower accepted a proposal without Forward: %v", err)
+	}
+	waitFor(t, "the forwarded entries on every voter", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.Commit < 5 || st.Applied < st.Commit {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range nodes {
+		last, _ := n.log.LastIndex()
+		found := 0
+		for i := uint64(1); i <= last; i++ {
+			ents, err := n.log.Entries(i, i+1, 1<<20)
+			if err == nil && len(ents) == 1 && strings.HasPrefix(string(ents[0].Data), "command ") {
+				found++
+			}
+		}
+		if found != 5 {
+			t.Fatalf("node %d holds %d of the 5 forwarded commands", n.id, found)
 		}
 	}
 }

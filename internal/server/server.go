@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -260,7 +262,7 @@ func (s *Server) startMeta() error {
 	s.meta = meta.NewState(configs.ValidateTopic, configs.ValidateBroker)
 	s.metaGroup, err = raftlog.NewGroup(raftlog.Config{
 		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: []uint64{uint64(s.cfg.NodeID)},
-		Log: s.metaLog, SM: s.meta, ReplayAll: true, Logger: s.log,
+		Log: s.metaLog, SM: s.meta, ReplayAll: true, Logger: s.log, ForwardProposals: true,
 	})
 	if err != nil {
 		return err
@@ -305,16 +307,35 @@ func (s *Server) waitCaughtUp(ctx context.Context, g *raftlog.Group) error {
 }
 
 // ProposeMeta commits a metadata command and returns its outcome.
+// On a follower the command is forwarded to the leader through Raft and
+// its outcome read when it is applied here (matched by its id).
 func (s *Server) ProposeMeta(ctx context.Context, c *meta.Command) (uint64, error) {
+	if c.ID == "" {
+		var id [12]byte
+		_, _ = rand.Read(id[:])
+		c.ID = base64.RawURLEncoding.EncodeToString(id[:])
+	}
 	b, err := meta.Encode(c)
 	if err != nil {
 		return 0, err
 	}
-	r, err := s.metaGroup.ProposeWait(ctx, raftlog.NewProposal(b, nil, false))
+	outcome, forget := s.meta.Await(c.ID)
+	defer forget()
+	p := raftlog.NewProposal(b, nil, false)
+	p.Forward = true
+	r, err := s.metaGroup.ProposeWait(ctx, p)
 	if err != nil {
 		return 0, err
 	}
-	return r.Index, s.meta.Result(r.Index)
+	if !r.Forwarded {
+		return r.Index, s.meta.Result(r.Index)
+	}
+	select {
+	case o := <-outcome:
+		return o.Index, o.Err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("metadata command forwarded to the controller: %w", ctx.Err())
+	}
 }
 
 // Meta returns the metadata state.
