@@ -133,6 +133,9 @@ func (b *Broker) describeTopic(t meta.Topic) kmsg.MetadataResponseTopic {
 	for _, p := range t.Partitions {
 		leader, epoch := b.node.Leader(t.Name, p.Index)
 		rp := kmsg.MetadataResponseTopicPartition{Partition: p.Index, Leader: leader, LeaderEpoch: epoch, Replicas: p.Replicas, ISR: p.Replicas}
+		if isr, ok := b.node.InSync(t.Name, p.Index); ok {
+			rp.ISR = isr
+		}
 		switch {
 		case b.node.PartitionOffline(t.Name, p.Index):
 			// Kafka's answer for a replica whose log directory failed: the

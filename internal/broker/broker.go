@@ -42,6 +42,9 @@ type Node interface {
 	// PartitionOffline reports whether a local replica is offline: its
 	// storage failed or could not be opened (Kafka's offline replica).
 	PartitionOffline(topic string, index int32) bool
+	// InSync returns a partition's in-sync replicas when this node leads
+	// it (false: not known here; the replica list stands in).
+	InSync(topic string, index int32) ([]int32, bool)
 	// WaitTopic waits until every local partition of the topic serves.
 	WaitTopic(ctx context.Context, topic string) error
 	// ControllerID is the metadata group's leader.

@@ -165,3 +165,46 @@ func TestOffsetForLeaderEpochAcrossRestarts(t *testing.T) {
 		t.Fatalf("describe cluster: %v %+v", err, resp)
 	}
 }
+
+// TestMinInsyncReplicasRefusesAcksAll: with fewer in-sync replicas than the
+// topic's min.insync.replicas (here one replica, min 2), an acks=all produce
+// is refused with NOT_ENOUGH_REPLICAS before anything is appended, acks=1 is
+// served, and lowering the setting serves acks=all again — as Kafka does.
+func TestMinInsyncReplicasRefusesAcksAll(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Config(t.TempDir()))
+	cl := client(t, b.Addr)
+	adm := kadm.NewClient(cl)
+	two := "2"
+	createTopic(t, adm, "isr", 1, map[string]*string{"min.insync.replicas": &two})
+	id := topicID(t, adm, "isr")
+	if r := produceRaw(t, cl, "isr", id, records.Build(0, time.Now().UnixMilli(), []records.Record{{Value: []byte("a")}})); r.ErrorCode != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with 1 of 2 in-sync replicas: %+v, want NOT_ENOUGH_REPLICAS", r)
+	}
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = 1, 5000
+	req.Topics = []kmsg.ProduceRequestTopic{{Topic: "isr", TopicID: id, Partitions: []kmsg.ProduceRequestTopicPartition{{Records: records.Build(0, time.Now().UnixMilli(), []records.Record{{Value: []byte("b")}})}}}}
+	// kgo sends produce requests with the client's acks setting.
+	leaderAcks := client(t, b.Addr, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	resp, err := req.RequestWith(ctxT(t), leaderAcks)
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 || resp.Topics[0].Partitions[0].BaseOffset != 0 {
+		t.Fatalf("acks=1: %+v %v (the refused acks=all batch must not have taken an offset)", resp, err)
+	}
+	one := "1"
+	if _, err := adm.AlterTopicConfigs(ctxT(t), []kadm.AlterConfig{{Name: "min.insync.replicas", Value: &one}}, "isr"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := produceRaw(t, cl, "isr", id, records.Build(0, time.Now().UnixMilli(), []records.Record{{Value: []byte("c")}}))
+		if r.ErrorCode == 0 {
+			if r.BaseOffset != 1 {
+				t.Fatalf("acks=all after lowering min.insync.replicas: offset %d, want 1", r.BaseOffset)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acks=all still refused after min.insync.replicas=1: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

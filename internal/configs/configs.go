@@ -265,6 +265,9 @@ type Effective struct {
 	LogAppendTime   bool
 	Compact         bool
 	IndexInterval   int64
+	// MinInsyncReplicas is min.insync.replicas: the in-sync replicas an
+	// acks=all produce needs.
+	MinInsyncReplicas int
 }
 
 // Effective resolves every config the broker applies for a topic.
@@ -274,8 +277,9 @@ func (r Resolver) Effective(overrides map[string]string) Effective {
 	e := Effective{
 		RetentionMs: i("retention.ms"), RetentionBytes: i("retention.bytes"), SegmentBytes: i("segment.bytes"),
 		SegmentMs: i("segment.ms"), MaxMessageBytes: int(i("max.message.bytes")), IndexInterval: i("index.interval.bytes"),
-		LogAppendTime: get("message.timestamp.type") == "LogAppendTime",
-		Compact:       strings.Contains(get("cleanup.policy"), "compact") && !strings.Contains(get("cleanup.policy"), "delete"),
+		LogAppendTime:     get("message.timestamp.type") == "LogAppendTime",
+		MinInsyncReplicas: int(i("min.insync.replicas")),
+		Compact:           strings.Contains(get("cleanup.policy"), "compact") && !strings.Contains(get("cleanup.policy"), "delete"),
 	}
 	if e.Compact {
 		// Without compaction a compacted topic must keep everything.

@@ -40,11 +40,15 @@ type Config struct {
 	LogAppendTime bool
 	// ProducerExpiry is producer.id.expiration.ms.
 	ProducerExpiry time.Duration
+	// MinInsyncReplicas is min.insync.replicas: an acks=all produce is
+	// refused with NOT_ENOUGH_REPLICAS before it is appended while fewer
+	// replicas are in sync.
+	MinInsyncReplicas int
 }
 
 // DefaultConfig is Kafka's defaults.
 func DefaultConfig() Config {
-	return Config{MaxMessageBytes: 1048588, ProducerExpiry: 24 * time.Hour}
+	return Config{MaxMessageBytes: 1048588, ProducerExpiry: 24 * time.Hour, MinInsyncReplicas: 1}
 }
 
 // Partition is one local replica.
@@ -253,6 +257,11 @@ func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(
 	h, err := p.validate(batch)
 	if err != nil {
 		return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: err})
+	}
+	if acks == -1 {
+		if st := p.Group.Status(); st.IsLeader && len(st.ISR) < p.Config().MinInsyncReplicas {
+			return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: kerr.NotEnoughReplicas})
+		}
 	}
 	data := entry
 	data[0] = entryBatches

@@ -82,6 +82,10 @@ type Config struct {
 	// ForwardProposals lets followers forward Proposal.Forward proposals
 	// to the leader (the metadata group; never a group with offsets).
 	ForwardProposals bool
+	// ReplicaLagTicks: a follower whose durable log has not reached the
+	// leader's for this many ticks leaves the in-sync replicas (Kafka's
+	// replica.lag.time.max.ms, 30 s: 300 ticks of 100 ms by default).
+	ReplicaLagTicks int
 	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
 	ElectionTicks, HeartbeatTicks int
 	Logger                        *slog.Logger
@@ -161,6 +165,8 @@ type Status struct {
 	Commit        uint64
 	Applied       uint64
 	HighWatermark int64
+	// ISR is the in-sync replicas, sorted (on the leader only).
+	ISR []uint64
 }
 
 // Group drives one Raft group. Run owns the RawNode; everything else talks
@@ -209,6 +215,9 @@ func NewGroup(cfg Config) (*Group, error) {
 	}
 	if cfg.ElectionTicks == 0 {
 		cfg.ElectionTicks = 10
+	}
+	if cfg.ReplicaLagTicks == 0 {
+		cfg.ReplicaLagTicks = 300
 	}
 	if cfg.MaxInflightAppends == 0 {
 		cfg.MaxInflightAppends = 2
@@ -325,6 +334,11 @@ type runState struct {
 	waiting  map[uint64]*Proposal // by index, appended, awaiting commit
 	durableq []*Proposal          // acks=1 proposals awaiting their append
 	inflight int                  // appends submitted, not yet durable
+	// In-sync tracking, as leader: ticks counts Tick calls; caughtUp the
+	// tick at which each follower's durable log last reached the leader's.
+	ticks    uint64
+	caughtUp map[uint64]uint64
+	isr      []uint64
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -359,6 +373,10 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			return nil
 		case <-g.tickc:
 			s.rn.Tick()
+			s.ticks++
+			if s.leader && len(s.caughtUp) > 1 && g.trackISR(s) {
+				g.publish(s)
+			}
 		case m := <-g.inbox:
 			if err := s.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 				g.log.Debug("step", "err", err)
@@ -602,6 +620,13 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		g.cfg.Transport.Send(g.cfg.GroupID, remote)
 	}
 	if becameLeader {
+		// A new leader gives every voter a full lag period to show it is
+		// caught up (Kafka's new leader starts from the ISR it was given).
+		s.caughtUp = map[uint64]uint64{}
+		for id := range s.rn.Status().Progress {
+			s.caughtUp[id] = s.ticks
+		}
+		g.trackISR(s)
 		// Everything in the log up to the leader's no-op is submitted: the
 		// next offset follows the log's end.
 		s.next = g.cfg.Log.EndOffset()
@@ -724,7 +749,42 @@ func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) e
 }
 
 func (g *Group) publish(s *runState) {
-	g.status.Store(&Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()})
+	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
+	if s.leader {
+		st.ISR = s.isr
+	}
+	g.status.Store(st)
+}
+
+// trackISR recomputes the in-sync replicas as leader (decision 14): the
+// leader, and every voter whose durable log (Raft's Match: followers
+// acknowledge appends only once durable) reached the leader's durable end
+// within the last ReplicaLagTicks ticks. It reports whether the set
+// changed. Run's goroutine only.
+func (g *Group) trackISR(s *runState) bool {
+	st := s.rn.Status()
+	self := st.Progress[g.cfg.NodeID]
+	var isr []uint64
+	for id, pr := range st.Progress {
+		if pr.IsLearner {
+			continue
+		}
+		if id == g.cfg.NodeID || pr.Match >= self.Match {
+			s.caughtUp[id] = s.ticks
+		}
+		if s.ticks-s.caughtUp[id] <= uint64(g.cfg.ReplicaLagTicks) {
+			isr = append(isr, id)
+		}
+	}
+	slices.Sort(isr)
+	if slices.Equal(isr, s.isr) {
+		return false
+	}
+	if s.isr != nil {
+		g.log.Info("in-sync replicas changed", "from", s.isr, "to", isr)
+	}
+	s.isr = isr
+	return true
 }
 
 // failPending answers every proposal Raft has seen but not committed.

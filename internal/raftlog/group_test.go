@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +88,7 @@ func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Tran
 		t.Fatal(err)
 	}
 	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
-		ForwardProposals: mf == nil})
+		ForwardProposals: mf == nil, ReplicaLagTicks: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,5 +400,61 @@ func TestFollowerForwardsProposal(t *testing.T) {
 		if found != 5 {
 			t.Fatalf("node %d holds %d of the 5 forwarded commands", n.id, found)
 		}
+	}
+}
+
+// TestISRShrinksAndExpands: a follower cut off leaves the leader's in-sync
+// replicas after the lag period and comes back once it has caught up.
+func TestISRShrinksAndExpands(t *testing.T) {
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+	var l *node
+	isr := func() []uint64 { return l.g.Status().ISR }
+	waitFor(t, "a leader with three in-sync replicas", func() bool {
+		for _, n := range nodes {
+			if n.g.Status().IsLeader {
+				l = n
+				return slices.Equal(isr(), voters)
+			}
+		}
+		return false
+	})
+	var f *node
+	for _, n := range nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	net.setDown(f.id, true)
+	// Appends the follower cannot acknowledge.
+	for range 5 {
+		d := payload(1, 16)
+		if _, err := l.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+			t.Fatalf("propose with two of three voters: %v", err)
+		}
+	}
+	want := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == f.id })
+	waitFor(t, "the cut-off follower to leave the in-sync replicas", func() bool { return slices.Equal(isr(), want) })
+	if l.g.Status().IsLeader != true {
+		t.Fatal("leadership moved while a follower was cut off")
+	}
+	net.setDown(f.id, false)
+	waitFor(t, "the follower to rejoin the in-sync replicas", func() bool { return slices.Equal(isr(), voters) })
+	if st := f.g.Status(); st.ISR != nil {
+		t.Fatalf("a follower reports an ISR: %v", st.ISR)
 	}
 }

@@ -45,6 +45,23 @@ func (s *Server) Leader(topic string, index int32) (int32, int32) {
 	return int32(st.Leader), int32(st.Term)
 }
 
+// InSync returns the in-sync replicas of a partition this node leads.
+func (s *Server) InSync(topic string, index int32) ([]int32, bool) {
+	p, ok := s.Partition(topic, index)
+	if !ok {
+		return nil, false
+	}
+	st := p.Group.Status()
+	if !st.IsLeader || len(st.ISR) == 0 {
+		return nil, false
+	}
+	out := make([]int32, len(st.ISR))
+	for i, id := range st.ISR {
+		out[i] = int32(id)
+	}
+	return out, true
+}
+
 // WaitTopic waits until every local partition of topic serves with a leader.
 func (s *Server) WaitTopic(ctx context.Context, topic string) error {
 	for {

@@ -229,6 +229,7 @@ func logOptionsFor(e configs.Effective) storage.Options {
 func partitionConfigFor(e configs.Effective) partition.Config {
 	c := partition.DefaultConfig()
 	c.MaxMessageBytes, c.LogAppendTime = e.MaxMessageBytes, e.LogAppendTime
+	c.MinInsyncReplicas = max(e.MinInsyncReplicas, 1)
 	return c
 }
 
