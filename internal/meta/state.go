@@ -45,6 +45,11 @@ type Partition struct {
 	Index    int32   `json:"index"`
 	Group    uint64  `json:"group"`
 	Replicas []int32 `json:"replicas"`
+	// Leader and Epoch are the last leadership a leader reported (Epoch =
+	// its Raft term; 0: none reported yet). Nodes that do not host the
+	// partition answer Metadata from them.
+	Leader int32 `json:"leader,omitempty"`
+	Epoch  int32 `json:"epoch,omitempty"`
 }
 
 // Topic is a topic and its partitions.
@@ -70,6 +75,10 @@ type Command struct {
 	Count            int64             `json:"count,omitempty"`
 	Configs          map[string]string `json:"configs,omitempty"`
 	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
+	// Partition, Leader and Epoch: OpPartitionLeader.
+	Partition int32 `json:"partition,omitempty"`
+	Leader    int32 `json:"leader,omitempty"`
+	Epoch     int32 `json:"epoch,omitempty"`
 	Quotas           []QuotaAlteration `json:"quotas,omitempty"`
 }
 
@@ -96,6 +105,9 @@ const (
 	// OpAllocateProducerIDs reserves Count producer ids for Broker.ID;
 	// the block's first id is the entry's Result (see ProducerIDBlock).
 	OpAllocateProducerIDs = "allocate_producer_ids"
+	// OpPartitionLeader records that Leader leads Topic's Partition in
+	// Epoch (a newer epoch replaces an older one; a stale one is ignored).
+	OpPartitionLeader = "partition_leader"
 	// OpAlterClientQuotas applies Quotas, all or none: an invalid entity,
 	// key or value fails the whole command.
 	OpAlterClientQuotas = "alter_client_quotas"
@@ -245,6 +257,14 @@ func (s *State) applyLocked(index uint64, c *Command) error {
 			}
 		}
 		s.brokerCfg = next
+	case OpPartitionLeader:
+		t, ok := s.topics[c.Topic]
+		if !ok || t.ID != c.TopicID || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+			return ErrUnknownTopic
+		}
+		if p := &t.Partitions[c.Partition]; c.Epoch > p.Epoch {
+			p.Leader, p.Epoch = c.Leader, c.Epoch
+		}
 	case OpAllocateProducerIDs:
 		if c.Count <= 0 || c.Count > 1<<20 {
 			return ErrInvalid

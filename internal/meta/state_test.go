@@ -147,3 +147,29 @@ func TestAwaitFindsTheOutcomeByID(t *testing.T) {
 	default:
 	}
 }
+
+// TestPartitionLeaderRecords: the newest epoch wins, stale reports and
+// reports for a recreated topic of the same name are ignored.
+func TestPartitionLeaderRecords(t *testing.T) {
+	s := NewState(nil, nil)
+	id := [16]byte{1}
+	if err := s.Apply([]*pb.Entry{
+		entry(1, &Command{Op: OpCreateTopic, Topic: "t", TopicID: id, Replicas: [][]int32{{1, 2, 3}, {2, 3, 1}}}),
+		entry(2, &Command{Op: OpPartitionLeader, Topic: "t", TopicID: id, Partition: 1, Leader: 2, Epoch: 1}),
+		entry(3, &Command{Op: OpPartitionLeader, Topic: "t", TopicID: id, Partition: 1, Leader: 3, Epoch: 3}),
+		entry(4, &Command{Op: OpPartitionLeader, Topic: "t", TopicID: id, Partition: 1, Leader: 1, Epoch: 2}),
+		entry(5, &Command{Op: OpPartitionLeader, Topic: "t", TopicID: [16]byte{9}, Partition: 0, Leader: 1, Epoch: 7}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := s.Topic("t")
+	if p := tp.Partitions[1]; p.Leader != 3 || p.Epoch != 3 {
+		t.Fatalf("partition 1 leader %d epoch %d, want 3 and 3", p.Leader, p.Epoch)
+	}
+	if p := tp.Partitions[0]; p.Epoch != 0 {
+		t.Fatalf("a report for another topic id changed partition 0: %+v", p)
+	}
+	if !errors.Is(s.Result(5), ErrUnknownTopic) {
+		t.Fatalf("report for a recreated topic: %v", s.Result(5))
+	}
+}
