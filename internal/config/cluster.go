@@ -96,18 +96,12 @@ func parsePeers(v string) ([]Peer, error) {
 			continue
 		}
 		n++
-		host, rest := "", entry
+		host, rest, ok := strings.Cut(entry, ":")
 		if strings.HasPrefix(entry, "[") {
-			i := strings.Index(entry, "]")
-			if i < 0 || i+1 >= len(entry) || entry[i+1] != ':' {
-				return nil, fmt.Errorf("entry %d %q: want host:kafka:wal:raft or host:kafka:raft", n, entry)
-			}
-			host, rest = entry[1:i], entry[i+2:]
-		} else if i := strings.Index(entry, ":"); i >= 0 {
-			host, rest = entry[:i], entry[i+1:]
+			host, rest, ok = strings.Cut(entry[1:], "]:")
 		}
 		ports := strings.Split(rest, ":")
-		if host == "" || (len(ports) != 2 && len(ports) != 3) {
+		if !ok || host == "" || (len(ports) != 2 && len(ports) != 3) {
 			return nil, fmt.Errorf("entry %d %q: want host:kafka:wal:raft or host:kafka:raft", n, entry)
 		}
 		addr := make([]string, len(ports))
