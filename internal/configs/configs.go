@@ -176,7 +176,6 @@ type BrokerDef struct {
 var brokerDefs = []BrokerDef{
 	{Name: "auto.create.topics.enable", Type: TypeBoolean, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatBool(c.AutoCreateTopics) }, check: boolean},
 	{Name: "broker.id", Type: TypeInt, value: func(c *config.Config) string { return strconv.Itoa(int(c.NodeID)) }},
-	{Name: "broker.rack", Type: TypeString, value: func(c *config.Config) string { return c.Rack }},
 	{Name: "default.replication.factor", Type: TypeInt, value: func(c *config.Config) string { return atLeastOne(c.DefaultReplicationFactor) }},
 	{Name: "log.dirs", Type: TypeString, value: func(c *config.Config) string { return c.DataDir }},
 	{Name: "log.retention.bytes", Type: TypeLong, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatInt(c.RetentionBytes, 10) }, check: longAtLeast(-1)},

@@ -12,9 +12,9 @@ import (
 // overrides.
 func TestStaticClusterDefaultsAreTopicDefaults(t *testing.T) {
 	c := config.Defaults()
-	c.DefaultReplicationFactor, c.MinInsyncReplicas, c.Rack = 3, 2, "r1"
+	c.DefaultReplicationFactor, c.MinInsyncReplicas = 3, 2
 	r := Resolver{Static: c}
-	for name, want := range map[string]string{"default.replication.factor": "3", "min.insync.replicas": "2", "broker.rack": "r1"} {
+	for name, want := range map[string]string{"default.replication.factor": "3", "min.insync.replicas": "2"} {
 		if v, src, ok := r.Broker(name); !ok || v != want || src != SourceStaticBroker {
 			t.Errorf("broker %s = %q (source %d, %v), want %q from the static config", name, v, src, ok, want)
 		}
