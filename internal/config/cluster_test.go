@@ -105,7 +105,7 @@ func TestClusterEnvFormAssignsIDs(t *testing.T) {
 	if !reflect.DeepEqual(c.Peers, want) {
 		t.Errorf("peers %+v", c.Peers)
 	}
-	if c.Advertise != "b.example:9092" || c.RaftBind != "0.0.0.0:5001" || c.DefaultReplicationFactor != 2 || c.MinInsyncReplicas != 2 {
+	if c.Advertise != "b.example:9092" || c.RaftBind != "0.0.0.0:5001" || c.DefaultReplicationFactor != 2 || c.MinInsyncReplicas != 2 || !c.AutoRecover {
 		t.Errorf("advertise %q raft.bind %q rf %d min.insync %d", c.Advertise, c.RaftBind, c.DefaultReplicationFactor, c.MinInsyncReplicas)
 	}
 }

@@ -279,6 +279,7 @@ func Defaults() *Config {
 			panic(fmt.Sprintf("config: default of %s: %v", s.key, err))
 		}
 	}
+	c.AutoRecover = true // the original's default; not acted on
 	c.deriveCluster()
 	return c
 }
@@ -293,7 +294,7 @@ func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 	} else if v := getenv("CHRONIK_CONFIG"); v != "" {
 		file = v
 	}
-	fc := &fileConfig{values: map[string]string{}}
+	fc := &fileConfig{values: map[string]string{}, autoRecover: true}
 	if file != "" {
 		var err error
 		if fc, err = readFile(file); err != nil {
