@@ -248,6 +248,9 @@ func (c *Config) deriveCluster() {
 		c.DefaultReplicationFactor = 1
 		if c.IsCluster() {
 			c.DefaultReplicationFactor = int16(min(defaultClusterRF, len(c.Peers)))
+			if c.sources != nil {
+				c.sources["default.replication.factor"] = "default: 3, capped at the number of peers"
+			}
 		}
 	}
 	if !ok {

@@ -238,7 +238,7 @@ func TestClusterErrorsNameTheKey(t *testing.T) {
 		{name: "replication factor out of range", file: "replication_factor = 101\n",
 			want: []string{`invalid default.replication.factor (config file key replication_factor = "101")`, "out of range [1, 100]"}},
 		{name: "min insync above replication factor", args: []string{"--peers", "a:9092:5001,b:9092:5001", "--min-insync-replicas", "3"},
-			want: []string{"invalid min.insync.replicas (flag --min-insync-replicas)", "3 is larger than default.replication.factor 2 (default)"}},
+			want: []string{"invalid min.insync.replicas (flag --min-insync-replicas)", "3 is larger than default.replication.factor 2 (default: 3, capped at the number of peers)"}},
 		{name: "min insync zero", file: "min_insync_replicas = 0\n",
 			want: []string{`invalid min.insync.replicas (config file key min_insync_replicas = "0")`, "out of range"}},
 		{name: "peer entry without raft port", env: map[string]string{"CHRONIK_CLUSTER_PEERS": "a:9092"},
