@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ build: ## build bin/chronik
 
 run: build ## start a standalone broker with data in ./data
 	./$(BIN) server --data-dir ./data
+
+run-cluster: build ## start three nodes on 127.0.0.1 from cluster files (Kafka 19092-19094; data, configs and logs in ./data; Ctrl-C stops all)
+	./scripts/cluster-local.sh
 
 test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
 	$(GO) vet ./...

@@ -32,6 +32,23 @@ type Config struct {
 	Advertise string // host:port given to clients
 	Metrics   string // host:port of /metrics, /healthz, /readyz
 
+	// Peers are the nodes of the cluster, this one included; empty means
+	// standalone (a cluster of one). RaftBind is where this node listens
+	// for the other nodes and RaftAdvertise what they are told; both stay
+	// empty and unused without peers.
+	Peers         []Peer
+	RaftBind      string
+	RaftAdvertise string
+	Rack          string
+	// DefaultReplicationFactor and MinInsyncReplicas are the broker
+	// defaults of new topics (Kafka's default.replication.factor and
+	// min.insync.replicas).
+	DefaultReplicationFactor int16
+	MinInsyncReplicas        int16
+	// AutoRecover is the original's auto_recover, accepted and kept so its
+	// files load; nothing acts on it (see docs/CLUSTER.md).
+	AutoRecover bool
+
 	WALProfile     string
 	ProduceProfile string
 
@@ -78,6 +95,10 @@ type Config struct {
 	ConsumerSessionTimeoutMs int64
 	ConsumerHeartbeatMs      int64
 	OffsetsRewriteRecords    int64
+
+	// sources records where each setting's value came from, so that
+	// Validate can name it; nil for a Config not built by Resolve.
+	sources map[string]string
 }
 
 // setting describes one configurable value.
@@ -103,6 +124,48 @@ func settings() []setting {
 			set: func(c *Config, v string) error { c.Advertise = v; return nil }},
 		{key: "metrics.bind", flag: "metrics-bind", env: []string{"CHRONIK_METRICS_BIND"}, def: "0.0.0.0:13092", usage: "address of /metrics, /healthz and /readyz (one port in every mode)",
 			set: func(c *Config, v string) error { a, err := hostPort(v, 13092); c.Metrics = a; return err }},
+		{key: "peers", flag: "peers", env: []string{"CHRONIK_CLUSTER_PEERS"}, def: "", usage: "cluster nodes, host:kafka:wal:raft or host:kafka:raft separated by commas, ids 1..N in order (the file form is [[peers]]; empty: standalone)",
+			set: func(c *Config, v string) error { p, err := parsePeers(v); c.Peers = p; return err }},
+		{key: "raft.bind", flag: "raft-bind", env: []string{"CHRONIK_RAFT_BIND"}, def: "", usage: "host:port of the node-to-node (Raft) listener, opened only with peers (default: 0.0.0.0 and the port of this node's peer raft address)",
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.RaftBind = ""
+					return nil
+				}
+				a, err := listenAddr(v)
+				c.RaftBind = a
+				return err
+			}},
+		{key: "raft.advertise", flag: "raft-advertise", env: []string{"CHRONIK_RAFT_ADVERTISE"}, def: "", usage: "host:port other nodes reach this node's Raft listener at (default and only allowed value: this node's peer raft address)",
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.RaftAdvertise = ""
+					return nil
+				}
+				a, err := peerAddr(v)
+				c.RaftAdvertise = a
+				return err
+			}},
+		{key: "broker.rack", flag: "broker-rack", env: []string{"CHRONIK_BROKER_RACK"}, def: "", usage: "rack of this broker (Kafka's broker.rack); kept, not yet reported to clients or used in replica placement",
+			set: func(c *Config, v string) error { c.Rack = v; return nil }},
+		{key: "default.replication.factor", flag: "default-replication-factor", env: []string{"CHRONIK_DEFAULT_REPLICATION_FACTOR", "CHRONIK_REPLICATION_FACTOR"}, def: "", usage: "replicas of new topics that do not name a count, 1..100, at most the number of peers (default 1; with peers 3, capped at the peer count)",
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.DefaultReplicationFactor = 0 // derived from the peers in Resolve
+					return nil
+				}
+				var n int32
+				err := parseInt32(v, 1, maxReplicas, &n)
+				c.DefaultReplicationFactor = int16(n)
+				return err
+			}},
+		{key: "min.insync.replicas", flag: "min-insync-replicas", env: []string{"CHRONIK_MIN_INSYNC_REPLICAS"}, def: "1", usage: "replicas that must hold an acks=all write, 1..100, at most default.replication.factor (the topic default)",
+			set: func(c *Config, v string) error {
+				var n int32
+				err := parseInt32(v, 1, maxReplicas, &n)
+				c.MinInsyncReplicas = int16(n)
+				return err
+			}},
 		{key: "wal.profile", flag: "wal-profile", env: []string{"CHRONIK_WAL_PROFILE"}, def: wal.DefaultProfile, usage: "group-commit profile: " + strings.Join(wal.ProfileNames(), "|"),
 			set: func(c *Config, v string) error {
 				p, err := wal.ProfileByName(v)
@@ -216,23 +279,25 @@ func Defaults() *Config {
 			panic(fmt.Sprintf("config: default of %s: %v", s.key, err))
 		}
 	}
+	c.AutoRecover = true // the original's default; not acted on
+	c.deriveCluster()
 	return c
 }
 
 // Resolve builds the configuration from flags, the environment (getenv)
 // and the config file, in that precedence, and validates it.
 func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
-	c := &Config{}
+	c := &Config{sources: map[string]string{}}
 	file := ""
 	if f := fs.Lookup("config"); f != nil && f.Changed {
 		file = f.Value.String()
 	} else if v := getenv("CHRONIK_CONFIG"); v != "" {
 		file = v
 	}
-	values := map[string]string{}
+	fc := &fileConfig{values: map[string]string{}, autoRecover: true}
 	if file != "" {
 		var err error
-		if values, err = readFile(file); err != nil {
+		if fc, err = readFile(file); err != nil {
 			return nil, err
 		}
 	}
@@ -241,8 +306,8 @@ func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 	for _, s := range settings() {
 		known[s.key] = true
 		v, from := s.def, "default"
-		if fv, ok := values[s.key]; ok {
-			v, from = fv, "config file key "+s.key
+		if fv, ok := fc.values[s.key]; ok {
+			v, from = fv, "config file key "+fc.keyName(s.key)
 		}
 		for i := len(s.env) - 1; i >= 0; i-- {
 			if ev := getenv(s.env[i]); ev != "" {
@@ -252,15 +317,29 @@ func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 		if f := fs.Lookup(s.flag); f != nil && f.Changed {
 			v, from = f.Value.String(), "flag --"+s.flag
 		}
+		if s.key == "peers" && from == "default" && fc.peers != nil {
+			// The file's [[peers]] tables were parsed and checked
+			// entry by entry in readFile; they are not a string.
+			c.Peers, c.sources[s.key] = fc.peers, "config file [[peers]]"
+			continue
+		}
+		c.sources[s.key] = from
 		if err := s.set(c, strings.TrimSpace(v)); err != nil {
 			return nil, fmt.Errorf("invalid %s (%s = %q): %w", s.key, from, v, err)
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(values)) {
+	for _, k := range slices.Sorted(maps.Keys(fc.values)) {
 		if !known[k] {
 			return nil, fmt.Errorf("config file %s: unknown key %q", file, k)
 		}
 	}
+	c.AutoRecover = fc.autoRecover
+	if fc.enabled != nil && !*fc.enabled && c.IsCluster() {
+		// The original's switch: rather than guess whether the peers or
+		// the switch is the mistake, stop and say so.
+		return nil, fmt.Errorf("config file %s: enabled = false but peers are given (%s): remove the peers to run standalone", file, c.origin("peers"))
+	}
+	c.deriveCluster()
 	if c.Advertise == "" {
 		host, port, _ := net.SplitHostPort(c.Bind)
 		if host == "" || host == "0.0.0.0" || host == "::" {
@@ -270,7 +349,7 @@ func Resolve(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 	} else {
 		a, err := hostPort(c.Advertise, portOf(c.Bind))
 		if err != nil {
-			return nil, fmt.Errorf("invalid advertise %q: %w", c.Advertise, err)
+			return nil, fmt.Errorf("invalid advertise (%s = %q): %w", c.origin("advertise"), c.Advertise, err)
 		}
 		c.Advertise = a
 	}
@@ -283,7 +362,7 @@ func (c *Config) Validate() error {
 		// Kafka's floor is 14 bytes; ours must hold a header and a frame.
 		return fmt.Errorf("invalid log.segment.bytes %d: must be at least 4096", c.SegmentBytes)
 	}
-	return nil
+	return c.validateCluster()
 }
 
 // ProduceProfileBytes returns the in-flight produce memory of a profile.
@@ -315,7 +394,26 @@ func ProduceProfileName(v string) (string, error) {
 	return "", errors.New("want low-latency, balanced, high-throughput or extreme")
 }
 
-func readFile(path string) (map[string]string, error) {
+// fileConfig is what a config file says: values by our setting keys, and
+// the parts of the original's cluster file that are not plain values.
+type fileConfig struct {
+	values map[string]string
+	// written maps a setting key to the key as the file wrote it (the
+	// original's node_id for node.id), so messages quote the user's words.
+	written     map[string]string
+	peers       []Peer
+	enabled     *bool
+	autoRecover bool
+}
+
+func (f *fileConfig) keyName(key string) string {
+	if w, ok := f.written[key]; ok {
+		return w
+	}
+	return key
+}
+
+func readFile(path string) (*fileConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config file: %w", err)
@@ -324,7 +422,41 @@ func readFile(path string) (map[string]string, error) {
 	if _, err := toml.Decode(string(b), &raw); err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	out := map[string]string{}
+	fc := &fileConfig{values: map[string]string{}, written: map[string]string{}, autoRecover: true}
+	// The original's cluster file: [[peers]] is an array of tables, and
+	// [gossip] (seed lists) was parsed but never used by its start-up, so
+	// it is accepted and ignored here too.
+	if v, ok := raw["peers"]; ok {
+		if _, isString := v.(string); !isString {
+			if fc.peers, err = peersFromFile(v); err != nil {
+				return nil, fmt.Errorf("config file %s: %w", path, err)
+			}
+			delete(raw, "peers")
+		}
+	}
+	if v, ok := raw["gossip"]; ok {
+		if _, isTable := v.(map[string]any); !isTable {
+			return nil, fmt.Errorf("config file %s: key \"gossip\" must be a table", path)
+		}
+		delete(raw, "gossip")
+	}
+	for _, k := range []string{"enabled", "auto_recover"} {
+		v, ok := raw[k]
+		if !ok {
+			continue
+		}
+		bv, isBool := v.(bool)
+		if !isBool {
+			return nil, fmt.Errorf("config file %s: key %q must be true or false", path, k)
+		}
+		if k == "enabled" {
+			fc.enabled = &bv
+		} else {
+			fc.autoRecover = bv
+		}
+		delete(raw, k)
+	}
+	seen := map[string]string{} // setting key → the key as written
 	var flatten func(prefix string, m map[string]any) error
 	flatten = func(prefix string, m map[string]any) error {
 		for k, v := range m {
@@ -332,22 +464,43 @@ func readFile(path string) (map[string]string, error) {
 			if prefix != "" {
 				key = prefix + "." + k
 			}
+			var s string
 			switch v := v.(type) {
 			case map[string]any:
 				if err := flatten(key, v); err != nil {
 					return err
 				}
+				continue
 			case string:
-				out[key] = v
+				s = v
 			case int64, bool, float64:
-				out[key] = fmt.Sprint(v)
+				s = fmt.Sprint(v)
 			default:
 				return fmt.Errorf("config file %s: key %q has an unsupported value", path, key)
+			}
+			if fileIgnored[key] {
+				continue
+			}
+			written := key
+			if alias, ok := fileAliases[key]; ok {
+				key = alias
+			}
+			if prev, dup := seen[key]; dup {
+				a, b := min(prev, written), max(prev, written) // map order is random; messages are not
+				return fmt.Errorf("config file %s: keys %q and %q both set %s", path, a, b, key)
+			}
+			seen[key] = written
+			fc.values[key] = s
+			if written != key {
+				fc.written[key] = written
 			}
 		}
 		return nil
 	}
-	return out, flatten("", raw)
+	if err := flatten("", raw); err != nil {
+		return nil, err
+	}
+	return fc, nil
 }
 
 func nonEmpty(v string) error {

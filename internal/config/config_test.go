@@ -83,6 +83,8 @@ func TestConfigDocUpToDate(t *testing.T) {
 	b.WriteString("(dotted keys may also be written as TOML tables). Precedence: **flag > environment > file > default**. An unknown file\n")
 	b.WriteString("key or an invalid value stops start-up with a message that names the setting and where its value came from.\n")
 	b.WriteString("Where the original Chronik had an environment variable, its name is accepted too (listed second).\n\n")
+	b.WriteString("The original Chronik's cluster file (`[bind]`, `[advertise]`, `[[peers]]`, `node_id`, `replication_factor` …) and its\n")
+	b.WriteString("`CHRONIK_CLUSTER_PEERS` form load too; how they map onto these settings is in [`CLUSTER.md`](CLUSTER.md).\n\n")
 	b.WriteString("This file is checked against the code by `TestConfigDocUpToDate`.\n\n")
 	b.WriteString("| file key | flag | environment | default |\n|---|---|---|---|\n")
 	for _, s := range Settings() {

@@ -176,18 +176,25 @@ type BrokerDef struct {
 var brokerDefs = []BrokerDef{
 	{Name: "auto.create.topics.enable", Type: TypeBoolean, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatBool(c.AutoCreateTopics) }, check: boolean},
 	{Name: "broker.id", Type: TypeInt, value: func(c *config.Config) string { return strconv.Itoa(int(c.NodeID)) }},
-	{Name: "default.replication.factor", Type: TypeInt, value: func(*config.Config) string { return "1" }},
+	{Name: "default.replication.factor", Type: TypeInt, value: func(c *config.Config) string { return atLeastOne(c.DefaultReplicationFactor) }},
 	{Name: "log.dirs", Type: TypeString, value: func(c *config.Config) string { return c.DataDir }},
 	{Name: "log.retention.bytes", Type: TypeLong, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatInt(c.RetentionBytes, 10) }, check: longAtLeast(-1)},
 	{Name: "log.retention.ms", Type: TypeLong, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatInt(c.RetentionMs, 10) }, check: longAtLeast(-1)},
 	{Name: "log.roll.ms", Type: TypeLong, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatInt(c.SegmentMs, 10) }, check: longAtLeast(1)},
 	{Name: "log.segment.bytes", Type: TypeInt, Dynamic: true, value: func(c *config.Config) string { return strconv.FormatInt(c.SegmentBytes, 10) }, check: intRange(4096, 1<<31-1)},
 	{Name: "message.max.bytes", Type: TypeInt, Dynamic: true, value: func(*config.Config) string { return "1048588" }, check: intRange(0, 1<<31-1)},
-	{Name: "min.insync.replicas", Type: TypeInt, Dynamic: true, value: func(*config.Config) string { return "1" }, check: intRange(1, 1<<31-1)},
+	{Name: "min.insync.replicas", Type: TypeInt, Dynamic: true, value: func(c *config.Config) string { return atLeastOne(c.MinInsyncReplicas) }, check: intRange(1, 1<<31-1)},
 	{Name: "num.partitions", Type: TypeInt, Dynamic: true, value: func(c *config.Config) string { return strconv.Itoa(int(c.NumPartitions)) }, check: intRange(1, 1<<20)},
 	{Name: "socket.request.max.bytes", Type: TypeInt, value: func(c *config.Config) string { return strconv.Itoa(int(c.SocketRequestMaxBytes)) }},
 	{Name: "wal.profile", Type: TypeString, value: func(c *config.Config) string { return c.WALProfile }},
 	{Name: "produce.profile", Type: TypeString, value: func(c *config.Config) string { return c.ProduceProfile }},
+}
+
+// atLeastOne formats a replica count of the static config; a Config built
+// by hand rather than by config.Defaults or Resolve leaves it 0, which
+// would make every topic creation fail, so it reads as Kafka's default 1.
+func atLeastOne(n int16) string {
+	return strconv.Itoa(int(max(n, 1)))
 }
 
 // BrokerDefs returns the broker configs DescribeConfigs reports.
