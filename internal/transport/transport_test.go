@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,12 @@ func value(m prometheus.Metric) float64 {
 	return d.GetCounter().GetValue() + d.GetGauge().GetValue()
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger {
+	if os.Getenv("TRANSPORT_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 const testCluster = "test-cluster"
 
@@ -508,4 +514,180 @@ func TestTransportBulkDoesNotDelayControl(t *testing.T) {
 		}
 	}
 	t.Logf("heartbeats arrived after %v of %d appends", beatsAt, bulk)
+}
+
+// TestTransportBadFrames: a damaged or unacceptable frame closes only the
+// connection it came on, is counted by reason, and the sender can connect
+// again; the other peers' links are not touched.
+func TestTransportBadFrames(t *testing.T) {
+	lns, addrs := reserve(t, 1, 2)
+	addrs[3] = "127.0.0.1:1" // played by the test through raw connections
+	r1 := &recorder{}
+	n1 := startTransport(t, 1, lns[1], addrs, r1.deliver, nil)
+	defer n1.stop(t)
+	n2 := startTransport(t, 2, lns[2], addrs, func(uint64, *pb.Message) {}, nil)
+	defer n2.stop(t)
+	n2.waitConnected(t, 1)
+	var link2 *inConn
+	waitFor(t, "node 2's inbound control connection", func() bool {
+		n1.tr.inMu.Lock()
+		defer n1.tr.inMu.Unlock()
+		link2 = n1.tr.inbound[inKey{2, Control}]
+		return link2 != nil
+	})
+
+	good := func() []byte { return frameOf(t, 5, msg(pb.MsgHeartbeat, 3, 1, 5, 1, 0)) }
+	reseal := func(kind byte, body []byte) []byte {
+		b := make([]byte, frameHeader+len(body))
+		copy(b[frameHeader:], body)
+		sealFrame(b, kind, 5)
+		return b
+	}
+	cases := []struct {
+		name   string
+		frame  func() []byte
+		reason string
+	}{
+		{"body byte flipped", func() []byte { f := good(); f[len(f)-1] ^= 0x40; return f }, "crc"},
+		{"crc byte flipped", func() []byte { f := good(); f[5] ^= 0x01; return f }, "crc"},
+		{"group byte flipped", func() []byte { f := good(); f[10] ^= 0x80; return f }, "crc"},
+		{"oversize", func() []byte { f := good(); f[0] = 0x7f; return f }, "oversize"},
+		{"length below header", func() []byte { f := good(); f[0], f[1], f[2], f[3] = 0, 0, 0, 3; return f }, "oversize"},
+		{"unknown kind", func() []byte { return reseal(9, []byte("x")) }, "kind"},
+		{"not protobuf", func() []byte { return reseal(kindMessage, []byte{0xff, 0xff, 0xff}) }, "decode"},
+		{"misrouted", func() []byte { return frameOf(t, 5, msg(pb.MsgHeartbeat, 2, 1, 5, 1, 0)) }, "misrouted"},
+		{"pong from the dialer", func() []byte { return controlFrame(kindPong, 1) }, "unexpected"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := r1.count()
+			h := hello{version: protocolVersion, lane: Control, sender: 3, receiver: 1, incarnation: uint64(100 + i), clusterID: testCluster}
+			// A good frame, the bad one, and a good one that must not
+			// be delivered since it follows the bad one.
+			c, r := rawDial(t, n1.addr, h, append(append(good(), tc.frame()...), good()...))
+			defer c.Close()
+			if r.refused {
+				t.Fatalf("refused: %+v", r)
+			}
+			if !closedByPeer(c) {
+				t.Fatal("connection not closed after a bad frame")
+			}
+			if got := value(n1.tr.m.badFrames.WithLabelValues("3", tc.reason)); got < 1 {
+				t.Fatalf("bad frame not counted as %s", tc.reason)
+			}
+			if got := r1.count() - before; got != 1 {
+				t.Fatalf("%d messages delivered, want only the one before the bad frame", got)
+			}
+		})
+	}
+	// The sender can come back, and node 2's link was never touched.
+	before := r1.count()
+	c, r := rawDial(t, n1.addr, hello{version: protocolVersion, lane: Bulk, sender: 3, receiver: 1, incarnation: 1000, clusterID: testCluster}, good())
+	defer c.Close()
+	if r.refused {
+		t.Fatalf("refused after bad frames: %+v", r)
+	}
+	n1.tr.inMu.Lock()
+	same := n1.tr.inbound[inKey{2, Control}] == link2
+	n1.tr.inMu.Unlock()
+	if !same || !n2.connected(1) {
+		t.Fatal("node 2's connection was disturbed by another connection's bad frames")
+	}
+	n2.tr.Send(1, []*pb.Message{msg(pb.MsgHeartbeat, 2, 1, 1, 1, 0)})
+	waitFor(t, "delivery from node 2 and from the reconnected sender", func() bool { return r1.count() >= before+2 })
+}
+
+// corruptingProxy forwards connections to target and flips one byte of
+// the first frame on the first control-lane connection.
+type corruptingProxy struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	done    bool
+	conns   []net.Conn
+	wg      sync.WaitGroup
+	hsBytes int // handshake length, where frames begin
+}
+
+func (p *corruptingProxy) run() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { // upstream → dialer, verbatim
+			defer p.wg.Done()
+			_, _ = io.Copy(c, up)
+			c.Close()
+		}()
+		go func() { // dialer → upstream, corrupting once
+			defer p.wg.Done()
+			defer up.Close()
+			hs := make([]byte, p.hsBytes)
+			if _, err := io.ReadFull(c, hs); err != nil {
+				return
+			}
+			p.mu.Lock()
+			corrupt := !p.done && Lane(hs[6]) == Control
+			p.done = p.done || corrupt
+			p.mu.Unlock()
+			if _, err := up.Write(hs); err != nil {
+				return
+			}
+			if corrupt {
+				f := make([]byte, frameHeader+8) // the first ping
+				if _, err := io.ReadFull(c, f); err != nil {
+					return
+				}
+				f[frameHeader+3] ^= 0x10
+				if _, err := up.Write(f); err != nil {
+					return
+				}
+			}
+			_, _ = io.Copy(up, c)
+		}()
+	}
+}
+
+func (p *corruptingProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// TestTransportCorruptLinkRecovers: a byte flipped on the wire closes the
+// real link, is counted, and the dialer reconnects and delivers.
+func TestTransportCorruptLinkRecovers(t *testing.T) {
+	lns, addrs := reserve(t, 1, 2)
+	proxy := &corruptingProxy{ln: listen(t, ""), target: addrs[1], hsBytes: helloFixed + len(testCluster)}
+	proxy.wg.Add(1)
+	go proxy.run()
+	defer proxy.close()
+	r1 := &recorder{}
+	n1 := startTransport(t, 1, lns[1], addrs, r1.deliver, nil)
+	defer n1.stop(t)
+	viaProxy := map[uint64]string{1: proxy.ln.Addr().String(), 2: addrs[2]}
+	n2 := startTransport(t, 2, lns[2], viaProxy, func(uint64, *pb.Message) {}, nil)
+	defer n2.stop(t)
+	waitFor(t, "the corrupted frame to be counted", func() bool { return value(n1.tr.m.badFrames.WithLabelValues("2", "crc")) == 1 })
+	waitFor(t, "delivery after reconnecting", func() bool {
+		if n2.connected(1) {
+			n2.tr.Send(1, []*pb.Message{msg(pb.MsgHeartbeat, 2, 1, 1, 1, 0)})
+		}
+		return r1.count() > 0
+	})
 }

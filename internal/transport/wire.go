@@ -36,8 +36,9 @@ const (
 	// Bulk carries appends and snapshots: large, and never allowed to delay
 	// Control.
 	Bulk Lane = 1
-	numLanes  = 2
 )
+
+const numLanes = 2
 
 func (l Lane) String() string {
 	switch l {
