@@ -65,6 +65,9 @@ func (t *Transport) accept(ctx context.Context, ln net.Listener, tasks *lifecycl
 // delivers its messages until it fails or ctx ends.
 func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	remote := c.RemoteAddr().String()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAliveConfig(keepAlive)
+	}
 	if t.opts.TLS != nil {
 		c = tls.Server(c, t.opts.TLS)
 	}
@@ -84,8 +87,10 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	ic, rep := t.admit(h, c)
 	if rep.refused {
 		t.m.refused.WithLabelValues(reasonName(rep.reason)).Inc()
-		t.log.Warn("raft transport: refused a connection", "remote", remote, "sender", h.sender, "lane", h.lane.String(),
-			"reason", reasonName(rep.reason), "text", rep.text)
+		if t.logRefusal(h.sender, rep.reason) {
+			t.log.Warn("raft transport: refused a connection", "remote", remote, "sender", h.sender, "lane", h.lane.String(),
+				"reason", reasonName(rep.reason), "text", rep.text)
+		}
 		_, _ = c.Write(rep.encode())
 		return
 	}
@@ -211,4 +216,22 @@ func (t *Transport) readInbound(ic *inConn, r io.Reader) error {
 			return bad(&frameError{"unexpected", fmt.Sprintf("frame kind %d from the dialer", kind)})
 		}
 	}
+}
+
+// logRefusal says whether a refusal of sender for reason should be logged:
+// once per refusalLogEvery, as the metric counts every one.
+func (t *Transport) logRefusal(sender uint64, reason uint8) bool {
+	k := refusalKey{sender, reason}
+	now := time.Now()
+	t.refusalMu.Lock()
+	defer t.refusalMu.Unlock()
+	if last, ok := t.refusalLogs[k]; ok && now.Sub(last) < refusalLogEvery {
+		return false
+	}
+	if len(t.refusalLogs) > 1024 {
+		// Senders are whatever strangers claim: keep the map bounded.
+		clear(t.refusalLogs)
+	}
+	t.refusalLogs[k] = now
+	return true
 }

@@ -185,7 +185,7 @@ func (l *outLane) dialLoop(ctx context.Context) {
 // dial connects and completes the handshake.
 func (l *outLane) dial(ctx context.Context) (net.Conn, error) {
 	t := l.t
-	d := net.Dialer{Timeout: handshakeTimeout, KeepAlive: 15 * time.Second}
+	d := net.Dialer{Timeout: handshakeTimeout, KeepAliveConfig: keepAlive}
 	conn, err := d.DialContext(ctx, "tcp", l.p.addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)

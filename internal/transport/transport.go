@@ -102,7 +102,15 @@ const (
 	// dialLogEvery rate-limits the log of a peer that stays unreachable.
 	dialLogEvery = 30 * time.Second
 	deadPings    = 5
+	// refusalLogEvery rate-limits the log of refusals of one sender for
+	// one reason: a misconfigured node retries every 2 s.
+	refusalLogEvery = 30 * time.Second
 )
+
+// keepAlive lets the kernel find a dead peer on a connection that only
+// one side writes to (the bulk lane when idle, the acceptor's side of
+// every lane) within about 20 s, instead of the system default of hours.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3}
 
 // Transport is one node's end of the Raft links to its peers.
 type Transport struct {
@@ -117,6 +125,14 @@ type Transport struct {
 
 	inMu    sync.Mutex
 	inbound map[inKey]*inConn
+
+	refusalMu   sync.Mutex
+	refusalLogs map[refusalKey]time.Time
+}
+
+type refusalKey struct {
+	sender uint64
+	reason uint8
 }
 
 // New validates opts and prepares a transport; Run starts it. Send may be
@@ -158,6 +174,7 @@ func New(opts Options) (*Transport, error) {
 		start:       time.Now(),
 		clusterKnow: make(chan struct{}),
 		inbound:     map[inKey]*inConn{},
+		refusalLogs: map[refusalKey]time.Time{},
 	}
 	t.SetClusterID(opts.ClusterID)
 	for id, addr := range opts.Peers {

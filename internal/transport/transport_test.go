@@ -391,9 +391,23 @@ func TestTransportHandshake(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "delivery on the newer connection", func() bool { return rec.count() == 2 })
+		// The same process redialling (its side of the old connection
+		// broke, ours looks open) replaces it too.
+		third, r := rawDial(t, n.addr, newer, nil)
+		defer third.Close()
+		if r.refused {
+			t.Fatalf("redial of the same incarnation refused: %+v", r)
+		}
+		if !closedByPeer(second) {
+			t.Fatal("the replaced connection stayed open")
+		}
+		if _, err := third.Write(frameOf(t, 4, msg(pb.MsgHeartbeat, 2, 1, 4, 3, 0))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "delivery on the redialled connection", func() bool { return rec.count() == 3 })
 	})
-	if rec.count() != 2 {
-		t.Fatalf("%d messages delivered, want only the duplicate case's 2", rec.count())
+	if rec.count() != 3 {
+		t.Fatalf("%d messages delivered, want only the duplicate case's 3", rec.count())
 	}
 }
 
