@@ -71,14 +71,6 @@ config file, then the default.`,
 			defer stop()
 			server.Version = buildVersion()
 			log.Info("starting chronik", "version", buildVersion(), "node_id", cfg.NodeID, "data_dir", cfg.DataDir)
-			if cfg.IsCluster() {
-				// The peers are loaded and checked so that cluster files
-				// can be written and tried now; until the node-to-node
-				// transport lands nothing connects to them, and saying so
-				// beats a node that silently serves alone.
-				log.Warn("cluster mode is not available yet: peers are loaded and checked, but this node serves as a cluster of one and opens no raft listener",
-					"peers", len(cfg.Peers), "raft_bind", cfg.RaftBind, "default_replication_factor", cfg.DefaultReplicationFactor)
-			}
 			// Start-up errors (data directory locked, port in use) and a
 			// critical task failing at run time both end here: one log line
 			// naming the cause, and a non-zero exit status.

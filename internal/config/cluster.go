@@ -259,6 +259,13 @@ func (c *Config) deriveCluster() {
 	if c.Advertise == "" {
 		c.Advertise = self.Kafka
 	}
+	if c.sources != nil && c.sources["bind"] == "default" {
+		// Like raft.bind: the port of this node's own peer entry, so that
+		// three nodes on one machine need nothing but the peer list.
+		_, port, _ := net.SplitHostPort(self.Kafka)
+		c.Bind = net.JoinHostPort("0.0.0.0", port)
+		c.sources["bind"] = "default: 0.0.0.0 and the port of this node's peer kafka address"
+	}
 	if c.RaftBind == "" {
 		_, port, _ := net.SplitHostPort(self.Raft)
 		c.RaftBind = net.JoinHostPort("0.0.0.0", port)

@@ -270,7 +270,7 @@ func TestClusterErrorsNameTheKey(t *testing.T) {
 		{name: "raft advertise does not match own peer", env: map[string]string{"CHRONIK_CLUSTER_PEERS": "a:9092:5001", "CHRONIK_RAFT_ADVERTISE": "a:6001"},
 			want: []string{"invalid raft.advertise (environment variable CHRONIK_RAFT_ADVERTISE)", "does not match this node's peer entry (id 1, raft a:5001)"}},
 		{name: "raft bind collides with bind", args: []string{"--peers", "a:9092:5001", "--raft-bind", "127.0.0.1:9092"},
-			want: []string{"invalid raft.bind (flag --raft-bind)", "collides with bind 0.0.0.0:9092 (default)"}},
+			want: []string{"invalid raft.bind (flag --raft-bind)", "collides with bind 0.0.0.0:9092 (default: 0.0.0.0 and the port of this node's peer kafka address)"}},
 		{name: "raft bind without port", args: []string{"--raft-bind", "0.0.0.0"},
 			want: []string{`invalid raft.bind (flag --raft-bind = "0.0.0.0")`, "not host:port"}},
 		{name: "enabled false with peers", file: "enabled = false\n" + threePeers,
@@ -343,5 +343,23 @@ func TestClusterDocMapping(t *testing.T) {
 		if !found {
 			t.Errorf("docs/CLUSTER.md has no row \"| `%s` | `%s` | …\"", written, ours)
 		}
+	}
+}
+
+// TestClusterBindFollowsPeerEntry: with peers and no bind given, the Kafka
+// listener takes the port of this node's peer entry (three nodes on one
+// machine need only the peer list); an explicit bind wins.
+func TestClusterBindFollowsPeerEntry(t *testing.T) {
+	peers := "127.0.0.1:29092:29192,127.0.0.1:29093:29193,127.0.0.1:29094:29194"
+	c, err := resolve(t, nil, map[string]string{"CHRONIK_CLUSTER_PEERS": peers, "CHRONIK_NODE_ID": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bind != "0.0.0.0:29093" || c.RaftBind != "0.0.0.0:29193" || c.Advertise != "127.0.0.1:29093" {
+		t.Fatalf("bind %s raft.bind %s advertise %s", c.Bind, c.RaftBind, c.Advertise)
+	}
+	c, err = resolve(t, []string{"--bind", "127.0.0.1:29093"}, map[string]string{"CHRONIK_CLUSTER_PEERS": peers, "CHRONIK_NODE_ID": "2"})
+	if err != nil || c.Bind != "127.0.0.1:29093" {
+		t.Fatalf("explicit bind: %v %v", c, err)
 	}
 }

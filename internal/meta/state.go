@@ -76,10 +76,10 @@ type Command struct {
 	Configs          map[string]string `json:"configs,omitempty"`
 	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
 	// Partition, Leader and Epoch: OpPartitionLeader.
-	Partition int32 `json:"partition,omitempty"`
-	Leader    int32 `json:"leader,omitempty"`
-	Epoch     int32 `json:"epoch,omitempty"`
-	Quotas           []QuotaAlteration `json:"quotas,omitempty"`
+	Partition int32             `json:"partition,omitempty"`
+	Leader    int32             `json:"leader,omitempty"`
+	Epoch     int32             `json:"epoch,omitempty"`
+	Quotas    []QuotaAlteration `json:"quotas,omitempty"`
 }
 
 // QuotaAlteration sets and removes client quota keys of one entity

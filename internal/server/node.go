@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,10 +33,17 @@ func (s *Server) ControllerID() int32 {
 	return -1
 }
 
-// Leader returns a partition's leader and epoch, or -1 and -1.
+// Leader returns a partition's leader and epoch, or -1 and -1: from the
+// local replica's Raft group, or, for a partition this node does not host,
+// from the leadership its leader recorded in the metadata log.
 func (s *Server) Leader(topic string, index int32) (int32, int32) {
 	p, ok := s.Partition(topic, index)
 	if !ok {
+		if t, ok := s.meta.Topic(topic); ok && index >= 0 && int(index) < len(t.Partitions) && !s.hosts(t.Partitions[index]) {
+			if mp := t.Partitions[index]; mp.Epoch > 0 {
+				return mp.Leader, mp.Epoch
+			}
+		}
 		return -1, -1
 	}
 	st := p.Group.Status()
@@ -62,6 +70,9 @@ func (s *Server) InSync(topic string, index int32) ([]int32, bool) {
 	return out, true
 }
 
+// hosts reports whether this node holds a replica of p.
+func (s *Server) hosts(p meta.Partition) bool { return slices.Contains(p.Replicas, s.cfg.NodeID) }
+
 // WaitTopic waits until every local partition of topic serves with a leader.
 func (s *Server) WaitTopic(ctx context.Context, topic string) error {
 	for {
@@ -71,6 +82,9 @@ func (s *Server) WaitTopic(ctx context.Context, topic string) error {
 		}
 		ready := true
 		for _, p := range t.Partitions {
+			if !s.hosts(p) {
+				continue // its own nodes start it; Metadata names the leader once it reports
+			}
 			if leader, _ := s.Leader(topic, p.Index); leader < 0 {
 				ready = false
 				break

@@ -257,8 +257,18 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 	for i, r := range mp.Replicas {
 		voters[i] = uint64(r)
 	}
+	onLeader := p.OnLeader
+	if s.cfg.IsCluster() {
+		onLeader = func(term uint64) error {
+			if err := p.OnLeader(term); err != nil {
+				return err
+			}
+			s.reportLeader(leaderReport{topic: t.Name, topicID: t.ID, index: mp.Index, term: term, group: p})
+			return nil
+		}
+	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
-		Meta: PartitionMeta, SM: p, OnLeader: p.OnLeader, Logger: s.log})
+		Meta: PartitionMeta, SM: p, OnLeader: onLeader, Logger: s.log, Transport: s.tr})
 	if err != nil {
 		_ = l.Close()
 		return nil, err

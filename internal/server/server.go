@@ -42,6 +42,10 @@ type Server struct {
 
 	committer *wal.Committer
 	host      *raftlog.Host
+	// tr carries Raft messages to the other nodes (raftlog.NoPeers
+	// standalone); leaderc feeds the reporter of partition leadership.
+	tr        raftlog.Transport
+	leaderc   chan leaderReport
 	meta      *meta.State
 	metaGroup *raftlog.Group
 	metaLog   *storage.Log
@@ -177,6 +181,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.groups.Go("pprof", false, func(ctx context.Context) error { return s.servePprof(ctx, s.cfg.PprofAddr) })
 	}
 	s.host = raftlog.NewHost(0)
+	s.tr = raftlog.NoPeers{}
+	if s.cfg.IsCluster() {
+		if err := s.startTransport(); err != nil {
+			return err
+		}
+		s.groups.Go("leader-reporter", true, s.reportLeaders)
+	}
 	s.groups.Go("raft-ticker", true, s.host.Run)
 	s.phase.Store("recovering the metadata log")
 	if err := s.startMeta(); err != nil {
@@ -261,7 +272,7 @@ func (s *Server) startMeta() error {
 	}
 	s.meta = meta.NewState(configs.ValidateTopic, configs.ValidateBroker)
 	s.metaGroup, err = raftlog.NewGroup(raftlog.Config{
-		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: []uint64{uint64(s.cfg.NodeID)},
+		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: s.metaVoters(), Transport: s.tr,
 		Log: s.metaLog, SM: s.meta, ReplayAll: true, Logger: s.log, ForwardProposals: true,
 	})
 	if err != nil {
@@ -269,7 +280,14 @@ func (s *Server) startMeta() error {
 	}
 	s.host.Add(s.metaGroup)
 	s.groups.Go("raft-metadata", true, s.metaGroup.Run)
-	ctx, cancel := context.WithTimeout(s.groups.Context(), 30*time.Second)
+	wait := 30 * time.Second
+	if s.cfg.IsCluster() {
+		// The other nodes may start later: wait as long as it takes for a
+		// quorum (readiness says why meanwhile).
+		s.phase.Store("waiting for a metadata quorum")
+		wait = 24 * time.Hour
+	}
+	ctx, cancel := context.WithTimeout(s.groups.Context(), wait)
 	defer cancel()
 	if err := s.waitCaughtUp(ctx, s.metaGroup); err != nil {
 		return fmt.Errorf("metadata group: %w", err)
@@ -289,12 +307,18 @@ func (s *Server) startMeta() error {
 	return err
 }
 
-// waitCaughtUp waits until g leads and has applied everything committed.
+// waitCaughtUp waits until g has a leader (this node, standalone) and has
+// applied everything it knows committed.
 func (s *Server) waitCaughtUp(ctx context.Context, g *raftlog.Group) error {
+	logged := time.Now()
 	for {
 		st := g.Status()
-		if st.IsLeader && st.Applied >= st.Commit {
+		if (st.IsLeader || s.cfg.IsCluster() && st.Leader != 0) && st.Applied >= st.Commit {
 			return nil
+		}
+		if s.cfg.IsCluster() && time.Since(logged) > 10*time.Second {
+			logged = time.Now()
+			s.log.Info("waiting for a metadata quorum", "peers", len(s.cfg.Peers))
 		}
 		select {
 		case <-ctx.Done():
