@@ -31,10 +31,13 @@ run-cluster: build ## start three nodes on 127.0.0.1 from cluster files (Kafka 1
 test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-compat test-load test-crash test-fuzz
+	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-fuzz
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
-	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load)
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster)
+
+test-cluster: ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load (TestCluster*)
+	$(GO) test -count=1 -timeout 15m -v ./tests/cluster 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
 
 test-load: ## the flood (backpressure) and hostile-clients tests against a broker process; the scaled stress profile through gateway and drain
 	$(GO) test -count=1 -v -run 'TestFlood|TestHostile|TestStress' ./tests/load 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}

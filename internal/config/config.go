@@ -45,6 +45,9 @@ type Config struct {
 	// min.insync.replicas).
 	DefaultReplicationFactor int16
 	MinInsyncReplicas        int16
+	// ReplicaLagMaxMs is replica.lag.time.max.ms: a follower whose durable
+	// log has not reached the leader's for this long leaves the ISR.
+	ReplicaLagMaxMs int64
 	// AutoRecover is the original's auto_recover, accepted and kept so its
 	// files load; nothing acts on it (see docs/CLUSTER.md).
 	AutoRecover bool
@@ -159,6 +162,8 @@ func settings() []setting {
 				c.DefaultReplicationFactor = int16(n)
 				return err
 			}},
+		{key: "replica.lag.time.max.ms", flag: "replica-lag-time-max-ms", env: []string{"CHRONIK_REPLICA_LAG_TIME_MAX_MS"}, def: "30000", usage: "a follower whose durable log has not reached the leader's end for this long leaves the in-sync replicas",
+			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<31, &c.ReplicaLagMaxMs) }},
 		{key: "min.insync.replicas", flag: "min-insync-replicas", env: []string{"CHRONIK_MIN_INSYNC_REPLICAS"}, def: "1", usage: "replicas that must hold an acks=all write, 1..100, at most default.replication.factor (the topic default)",
 			set: func(c *Config, v string) error {
 				var n int32

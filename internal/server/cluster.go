@@ -30,6 +30,14 @@ func (s *Server) metaVoters() []uint64 {
 	return ids
 }
 
+// replicaLagTicks is replica.lag.time.max.ms in Raft ticks (100 ms).
+func (s *Server) replicaLagTicks() int {
+	if s.cfg.ReplicaLagMaxMs <= 0 {
+		return 0 // the driver's default (30 s)
+	}
+	return max(int(s.cfg.ReplicaLagMaxMs/100), 1)
+}
+
 // peersKey names the cluster in the transport's handshake before the
 // metadata log (which holds the Kafka cluster id) can replicate: nodes
 // started from the same peer list agree on it, a node of another cluster

@@ -268,7 +268,7 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 		}
 	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
-		Meta: PartitionMeta, SM: p, OnLeader: onLeader, Logger: s.log, Transport: s.tr})
+		Meta: PartitionMeta, SM: p, OnLeader: onLeader, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks()})
 	if err != nil {
 		_ = l.Close()
 		return nil, err
