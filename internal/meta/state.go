@@ -50,6 +50,8 @@ type Partition struct {
 	// partition answer Metadata from them.
 	Leader int32 `json:"leader,omitempty"`
 	Epoch  int32 `json:"epoch,omitempty"`
+	// ISR is the in-sync replicas the leader last reported (nil: none).
+	ISR []int32 `json:"isr,omitempty"`
 }
 
 // Topic is a topic and its partitions.
@@ -75,10 +77,11 @@ type Command struct {
 	Count            int64             `json:"count,omitempty"`
 	Configs          map[string]string `json:"configs,omitempty"`
 	DeleteConfigKeys []string          `json:"delete_configs,omitempty"`
-	// Partition, Leader and Epoch: OpPartitionLeader.
+	// Partition, Leader, Epoch and ISR: OpPartitionLeader.
 	Partition int32             `json:"partition,omitempty"`
 	Leader    int32             `json:"leader,omitempty"`
 	Epoch     int32             `json:"epoch,omitempty"`
+	ISR       []int32           `json:"isr,omitempty"`
 	Quotas    []QuotaAlteration `json:"quotas,omitempty"`
 }
 
@@ -106,7 +109,8 @@ const (
 	// the block's first id is the entry's Result (see ProducerIDBlock).
 	OpAllocateProducerIDs = "allocate_producer_ids"
 	// OpPartitionLeader records that Leader leads Topic's Partition in
-	// Epoch (a newer epoch replaces an older one; a stale one is ignored).
+	// Epoch with in-sync replicas ISR (a newer epoch replaces an older one,
+	// the same leader and epoch updates the ISR; a stale one is ignored).
 	OpPartitionLeader = "partition_leader"
 	// OpAlterClientQuotas applies Quotas, all or none: an invalid entity,
 	// key or value fails the whole command.
@@ -262,8 +266,10 @@ func (s *State) applyLocked(index uint64, c *Command) error {
 		if !ok || t.ID != c.TopicID || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
 			return ErrUnknownTopic
 		}
-		if p := &t.Partitions[c.Partition]; c.Epoch > p.Epoch {
-			p.Leader, p.Epoch = c.Leader, c.Epoch
+		// A newer epoch replaces the record; the same epoch's leader may
+		// report its in-sync replicas again.
+		if p := &t.Partitions[c.Partition]; c.Epoch > p.Epoch || c.Epoch == p.Epoch && c.Leader == p.Leader {
+			p.Leader, p.Epoch, p.ISR = c.Leader, c.Epoch, slices.Clone(c.ISR)
 		}
 	case OpAllocateProducerIDs:
 		if c.Count <= 0 || c.Count > 1<<20 {

@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,11 @@ type Metrics struct {
 	WALBlockedSeconds  prometheus.Counter
 	SegmentRolls       prometheus.Counter
 	RetentionDeletions prometheus.Counter
+	// Replication: elections won and in-sync replica changes of the
+	// partitions this node leads.
+	LeaderElections prometheus.Counter
+	ISRShrinks      prometheus.Counter
+	ISRExpands      prometheus.Counter
 
 	Rebalances *prometheus.CounterVec // protocol
 }
@@ -93,6 +99,9 @@ func New(reg *prometheus.Registry) *Metrics {
 		[]float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05})
 	m.WALBlockedSeconds = f.counter("chronik_wal_backpressure_seconds_total", "Time appenders waited for space in the committer's queue.")
 	m.SegmentRolls = f.counter("chronik_wal_segment_rotations_total", "Segments rolled (by size or age).")
+	m.LeaderElections = f.counter("chronik_leader_elections_total", "Partition leaderships this node won (Raft elections and leadership transfers).")
+	m.ISRShrinks = f.counter("chronik_isr_shrinks_total", "Times a partition this node leads lost an in-sync replica (its durable log fell behind for replica.lag.time.max.ms).")
+	m.ISRExpands = f.counter("chronik_isr_expands_total", "Times a partition this node leads regained an in-sync replica.")
 	m.RetentionDeletions = f.counter("chronik_segments_cleaned_total", "Segments deleted by retention (time or size).")
 	m.Rebalances = f.counterVec("chronik_group_rebalances_total", "Group rebalances started, by protocol (classic, consumer).", "protocol")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -129,6 +138,26 @@ func (f factory) histogramVec(name, help string, buckets []float64, labels ...st
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 	f.reg.MustRegister(h)
 	return h
+}
+
+// ISRChanged counts a change of a led partition's in-sync replicas (prev
+// nil: the node just became leader, not a change).
+func (m *Metrics) ISRChanged(prev, isr []uint64) {
+	if prev == nil {
+		return
+	}
+	for _, id := range prev {
+		if !slices.Contains(isr, id) {
+			m.ISRShrinks.Inc()
+			break
+		}
+	}
+	for _, id := range isr {
+		if !slices.Contains(prev, id) {
+			m.ISRExpands.Inc()
+			break
+		}
+	}
 }
 
 // ConnOpened counts a new client connection; ConnClosed its end.

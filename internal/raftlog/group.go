@@ -82,6 +82,10 @@ type Config struct {
 	// ForwardProposals lets followers forward Proposal.Forward proposals
 	// to the leader (the metadata group; never a group with offsets).
 	ForwardProposals bool
+	// OnISRChange runs on the group's goroutine when the leader's in-sync
+	// replicas change (prev is nil when it becomes leader); it must not
+	// block.
+	OnISRChange func(term uint64, prev, isr []uint64)
 	// ReplicaLagTicks: a follower whose durable log has not reached the
 	// leader's for this many ticks leaves the in-sync replicas (Kafka's
 	// replica.lag.time.max.ms, 30 s: 300 ticks of 100 ms by default).
@@ -176,7 +180,9 @@ type Group struct {
 	log   *slog.Logger
 	props chan *Proposal
 	inbox chan *pb.Message
-	tickc chan struct{}
+	// transferc asks the leader to hand leadership to a voter.
+	transferc chan uint64
+	tickc     chan struct{}
 
 	hw      atomic.Int64
 	status  atomic.Pointer[Status]
@@ -229,14 +235,15 @@ func NewGroup(cfg Config) (*Group, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Group{
-		cfg:     cfg,
-		log:     cfg.Logger.With("group", cfg.Log.Name()),
-		props:   make(chan *Proposal, proposalQueue),
-		inbox:   make(chan *pb.Message, inboxQueue),
-		tickc:   make(chan struct{}, 1),
-		localc:  make(chan struct{}, 1),
-		hwWaitC: make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("group", cfg.Log.Name()),
+		props:     make(chan *Proposal, proposalQueue),
+		inbox:     make(chan *pb.Message, inboxQueue),
+		transferc: make(chan uint64, 1),
+		tickc:     make(chan struct{}, 1),
+		localc:    make(chan struct{}, 1),
+		hwWaitC:   make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	g.status.Store(&Status{})
 	return g, nil
@@ -287,6 +294,17 @@ func (g *Group) Step(m *pb.Message) {
 func (g *Group) Tick() {
 	select {
 	case g.tickc <- struct{}{}:
+	default:
+	}
+}
+
+// TransferLeadership asks the group, if this node leads it, to hand
+// leadership to voter to (Raft's leadership transfer: to catches up, then
+// campaigns at once). It does not wait; Status shows the outcome. A
+// request while another is queued is dropped.
+func (g *Group) TransferLeadership(to uint64) {
+	select {
+	case g.transferc <- to:
 	default:
 	}
 }
@@ -383,6 +401,11 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			}
 		case p := <-g.props:
 			g.propose(s, p)
+		case to := <-g.transferc:
+			if s.leader && to != g.cfg.NodeID {
+				g.log.Info("transferring leadership", "to", to)
+				s.rn.TransferLeader(to)
+			}
 		case <-g.localc:
 		}
 		if err := g.takeLocal(s); err != nil {
@@ -783,7 +806,11 @@ func (g *Group) trackISR(s *runState) bool {
 	if s.isr != nil {
 		g.log.Info("in-sync replicas changed", "from", s.isr, "to", isr)
 	}
+	prev := s.isr
 	s.isr = isr
+	if g.cfg.OnISRChange != nil {
+		g.cfg.OnISRChange(s.term, prev, isr)
+	}
 	return true
 }
 

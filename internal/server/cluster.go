@@ -83,6 +83,7 @@ type leaderReport struct {
 	topicID [16]byte
 	index   int32
 	term    uint64
+	isr     []int32
 	group   *partition.Partition
 }
 
@@ -115,7 +116,7 @@ func (s *Server) reportLeaders(ctx context.Context) error {
 			}
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err := s.ProposeMeta(pctx, &meta.Command{Op: meta.OpPartitionLeader, Topic: r.topic, TopicID: r.topicID,
-				Partition: r.index, Leader: s.cfg.NodeID, Epoch: int32(r.term)})
+				Partition: r.index, Leader: s.cfg.NodeID, Epoch: int32(r.term), ISR: r.isr})
 			cancel()
 			if err == nil || ctx.Err() != nil {
 				break
@@ -128,6 +129,70 @@ func (s *Server) reportLeaders(ctx context.Context) error {
 				return nil
 			case <-time.After(200 * time.Millisecond):
 			}
+		}
+	}
+}
+
+// controlledShutdownWait bounds how long a stopping node waits for its
+// leaderships to move.
+const controlledShutdownWait = 10 * time.Second
+
+// moveLeadershipAway is the controlled shutdown (decision 16): before a
+// node stops, every group it leads hands leadership to an in-sync replica,
+// so clients find the new leader at once instead of after an election
+// timeout, and a rolling restart fails no acks=all request. Standalone has
+// nobody to hand to.
+func (s *Server) moveLeadershipAway(ctx context.Context) {
+	if !s.cfg.IsCluster() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, controlledShutdownWait)
+	defer cancel()
+	type led struct {
+		name   string
+		g      interface{ TransferLeadership(uint64) }
+		status func() (bool, []uint64)
+	}
+	var groups []led
+	s.mu.RLock()
+	for name, p := range s.parts {
+		groups = append(groups, led{name, p.Group, func() (bool, []uint64) { st := p.Group.Status(); return st.IsLeader, st.ISR }})
+	}
+	s.mu.RUnlock()
+	groups = append(groups, led{metaLogName, s.metaGroup, func() (bool, []uint64) { st := s.metaGroup.Status(); return st.IsLeader, st.ISR }})
+	start := time.Now()
+	moved := 0
+	for {
+		pending := 0
+		for _, l := range groups {
+			isLeader, isr := l.status()
+			var others []uint64
+			for _, id := range isr {
+				if id != uint64(s.cfg.NodeID) {
+					others = append(others, id)
+				}
+			}
+			if !isLeader || len(others) == 0 {
+				continue // nobody in sync to take it: an election will
+			}
+			pending++
+			// Rotate over the candidates: a transfer to one that cannot
+			// take it times out inside Raft.
+			l.g.TransferLeadership(others[int(time.Since(start)/time.Second)%len(others)])
+		}
+		if pending == 0 {
+			s.log.Info("leadership moved away before stopping", "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if moved == 0 {
+			s.log.Info("moving leadership away before stopping", "groups", pending)
+			moved = pending
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("stopping with leaderships not moved (no in-sync replica took them in time)", "groups", pending)
+			return
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -53,21 +53,24 @@ func (s *Server) Leader(topic string, index int32) (int32, int32) {
 	return int32(st.Leader), int32(st.Term)
 }
 
-// InSync returns the in-sync replicas of a partition this node leads.
+// InSync returns a partition's in-sync replicas: the leader's own view when
+// this node leads it, otherwise what the current leader last recorded in
+// the metadata log (false: nothing known for the current leadership).
 func (s *Server) InSync(topic string, index int32) ([]int32, bool) {
-	p, ok := s.Partition(topic, index)
-	if !ok {
+	if p, ok := s.Partition(topic, index); ok {
+		if st := p.Group.Status(); st.IsLeader && len(st.ISR) > 0 {
+			return toInt32(st.ISR), true
+		}
+	}
+	_, epoch := s.Leader(topic, index)
+	t, ok := s.meta.Topic(topic)
+	if !ok || index < 0 || int(index) >= len(t.Partitions) {
 		return nil, false
 	}
-	st := p.Group.Status()
-	if !st.IsLeader || len(st.ISR) == 0 {
-		return nil, false
+	if mp := t.Partitions[index]; epoch > 0 && mp.Epoch == epoch && len(mp.ISR) > 0 {
+		return mp.ISR, true
 	}
-	out := make([]int32, len(st.ISR))
-	for i, id := range st.ISR {
-		out[i] = int32(id)
-	}
-	return out, true
+	return nil, false
 }
 
 // hosts reports whether this node holds a replica of p.

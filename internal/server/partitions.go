@@ -257,18 +257,21 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 	for i, r := range mp.Replicas {
 		voters[i] = uint64(r)
 	}
-	onLeader := p.OnLeader
-	if s.cfg.IsCluster() {
-		onLeader = func(term uint64) error {
-			if err := p.OnLeader(term); err != nil {
-				return err
-			}
-			s.reportLeader(leaderReport{topic: t.Name, topicID: t.ID, index: mp.Index, term: term, group: p})
-			return nil
+	// In a cluster, elections and in-sync changes are recorded in the
+	// metadata log (the cluster view of nodes without a replica) and
+	// counted.
+	onISR := func(term uint64, prev, isr []uint64) {
+		s.metrics.ISRChanged(prev, isr)
+		if s.cfg.IsCluster() {
+			s.reportLeader(leaderReport{topic: t.Name, topicID: t.ID, index: mp.Index, term: term, isr: toInt32(isr), group: p})
 		}
 	}
+	onLeader := func(term uint64) error {
+		s.metrics.LeaderElections.Inc()
+		return p.OnLeader(term)
+	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
-		Meta: PartitionMeta, SM: p, OnLeader: onLeader, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks()})
+		Meta: PartitionMeta, SM: p, OnLeader: onLeader, OnISRChange: onISR, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks()})
 	if err != nil {
 		_ = l.Close()
 		return nil, err
@@ -280,6 +283,14 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 	delete(s.offline, name)
 	s.mu.Unlock()
 	return p, nil
+}
+
+func toInt32(ids []uint64) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
 }
 
 // reconfigure applies the current effective configuration to every serving

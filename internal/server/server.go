@@ -160,8 +160,20 @@ func (s *Server) Run(ctx context.Context) error {
 	s.infra = lifecycle.New(context.Background(), s.log)
 	s.infra.Go("wal-committer", true, s.committer.Run)
 	defer func() { _ = s.infra.Stop() }()
-	s.groups = lifecycle.New(ctx, s.log)
+	// The groups outlive ctx by the controlled shutdown: once serving, the
+	// end of ctx first moves leadership away, then stops them. During
+	// start-up it stops them at once.
+	gctx, stopGroups := context.WithCancel(context.Background())
+	defer stopGroups()
+	s.groups = lifecycle.New(gctx, s.log)
 	defer s.shutdown()
+	var serving atomic.Bool
+	unwatch := context.AfterFunc(ctx, func() {
+		if !serving.Load() {
+			stopGroups()
+		}
+	})
+	defer unwatch()
 
 	if err := s.removeTrash(); err != nil {
 		return err
@@ -220,12 +232,19 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("serving kafka", "listener", ln.Addr().String(), "advertised", s.cfg.Advertise, "cluster_id", s.meta.ClusterID())
 	s.phase.Store("serving")
 	s.ready.Store(true)
+	serving.Store(true)
 	// The committer lives in its own set (it must outlive the groups), so
 	// its failure is watched for here as well.
 	select {
 	case <-s.groups.Context().Done():
 	case <-s.infra.Context().Done():
+	case <-ctx.Done():
+		s.stopping.Store(true)
+		s.ready.Store(false)
+		s.phase.Store("moving leadership away")
+		s.moveLeadershipAway(s.groups.Context())
 	}
+	stopGroups()
 	s.stopping.Store(true)
 	s.ready.Store(false)
 	s.phase.Store("shutting down")

@@ -29,11 +29,12 @@ var (
 	descLag        = prometheus.NewDesc("chronik_consumer_lag", "Consumer lag per group and partition: high watermark minus committed offset (metrics.lag.per.partition; at most metrics.lag.max.series series, the largest).", []string{"group", "topic", "partition"}, nil)
 	descGroupLag   = prometheus.NewDesc("chronik_consumer_group_lag", "Consumer lag per group, summed over its committed partitions.", []string{"group"}, nil)
 	descReady      = prometheus.NewDesc("chronik_ready", "1 when /readyz says ready.", nil, nil)
+	descUnderRepl  = prometheus.NewDesc("chronik_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas (the signal a rolling restart waits on).", nil, nil)
 )
 
 // registerState exports state read at scrape time.
 func (s *Server) registerState() {
-	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady},
+	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl},
 		func(emit func(*prometheus.Desc, float64, ...string)) {
 			_, ok := s.Readiness()
 			emit(descReady, b2f(ok))
@@ -42,10 +43,13 @@ func (s *Server) registerState() {
 			}
 			s.mu.RLock()
 			serving, offline := len(s.parts), len(s.offline)
-			leaders, followers := 0, 0
+			leaders, followers, under := 0, 0, 0
 			for _, p := range s.parts {
-				if p.Group.Status().IsLeader {
+				if st := p.Group.Status(); st.IsLeader {
 					leaders++
+					if t, ok := s.meta.Topic(p.Topic); ok && int(p.Index) < len(t.Partitions) && len(st.ISR) < len(t.Partitions[p.Index].Replicas) {
+						under++
+					}
 				} else {
 					followers++
 				}
@@ -57,6 +61,7 @@ func (s *Server) registerState() {
 			emit(descPartitions, float64(serving), "serving")
 			emit(descPartitions, float64(offline), "offline")
 			emit(descLeaders, float64(leaders))
+			emit(descUnderRepl, float64(under))
 			emit(descFollowers, float64(followers))
 			topics := s.meta.Topics()
 			parts := 0

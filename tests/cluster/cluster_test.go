@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -338,9 +339,33 @@ func TestClusterRollingAndColdRestart(t *testing.T) {
 	for _, nd := range c.nodes {
 		t.Logf("rolling restart: node %d", nd.id)
 		c.stop(nd)
+		if out := nd.output(); strings.Contains(out, "moving leadership away") && !strings.Contains(out, "leadership moved away before stopping") {
+			t.Fatalf("node %d stopped without handing over its leaderships:\n%s", nd.id, out)
+		}
+		for _, line := range strings.Split(nd.output(), "\n") {
+			if strings.Contains(line, "leadership moved away") || strings.Contains(line, "leaderships not moved") {
+				t.Logf("node %d: %s", nd.id, line[strings.Index(line, "msg="):])
+			}
+		}
 		progress(fmt.Sprintf("stopping node %d", nd.id))
 		c.restart(nd)
 		progress(fmt.Sprintf("restarting node %d", nd.id))
+		// What a rolling restart waits for before the next node: no
+		// partition with a replica out of sync.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			under := 0.0
+			for _, o := range c.nodes {
+				under += o.metric(t, "chronik_under_replicated_partitions")
+			}
+			if under == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v partitions still under-replicated 60 s after node %d restarted", under, nd.id)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	close(stop)
 	if failed := <-failedc; failed > 0 {
