@@ -75,8 +75,9 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	defer stop()
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	br := bufio.NewReaderSize(c, 64<<10)
-	h, err := readHello(br)
+	// The handshake is read unbuffered: a connection that never completes
+	// it costs a goroutine and no buffer.
+	h, err := readHello(c)
 	if err != nil {
 		if ctx.Err() == nil {
 			t.m.refused.WithLabelValues("garbage").Inc()
@@ -100,6 +101,7 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	br := bufio.NewReaderSize(c, 64<<10)
 	log := t.log.With("peer", h.sender, "lane", h.lane.String(), "remote", remote)
 	log.Info("raft peer connected (inbound)")
 	err = t.readInbound(ic, br)

@@ -79,6 +79,9 @@ func (o *Options) Validate() error {
 	if o.Deliver == nil {
 		return errors.New("transport: Deliver is required")
 	}
+	if len(o.ClusterID) > maxText {
+		return fmt.Errorf("transport: cluster id longer than %d bytes", maxText)
+	}
 	for id, addr := range o.Peers {
 		if id == 0 {
 			return errors.New("transport: peer id 0")
@@ -190,6 +193,11 @@ func New(opts Options) (*Transport, error) {
 // ignored). Connections opened before keep the id they were opened with.
 func (t *Transport) SetClusterID(id string) {
 	if id == "" {
+		return
+	}
+	if len(id) > maxText {
+		// The handshake could not carry it; every peer would refuse us.
+		t.log.Error("raft transport: cluster id too long, ignored", "bytes", len(id), "max", maxText)
 		return
 	}
 	t.clusterID.Store(&id)

@@ -246,6 +246,21 @@ func TestTransportExchange(t *testing.T) {
 		r.mu.Unlock()
 	}
 	for _, n := range nodes {
+		for _, p := range n.tr.peers {
+			for _, lane := range []string{"control", "bulk"} {
+				if got := value(n.tr.m.msgsReceived.WithLabelValues(p.label, lane)); got != groups*rounds {
+					t.Errorf("node %d counted %v messages received from %d on %s, want %d", n.id, got, p.id, lane, groups*rounds)
+				}
+				// Counted after the flush returns, which may be after the
+				// receiver has them.
+				waitFor(t, "the sent messages counted", func() bool {
+					return value(n.tr.m.msgsSent.WithLabelValues(p.label, lane)) == groups*rounds
+				})
+				if got := value(n.tr.m.connected.WithLabelValues(p.label, lane, "out")); got != 1 {
+					t.Errorf("node %d: connection to %d on %s not reported up", n.id, p.id, lane)
+				}
+			}
+		}
 		for _, p := range []string{"1", "2", "3"} {
 			for _, reason := range []string{dropQueueFull, dropDisconnected, dropWriteFailed} {
 				if d := n.dropped(p, reason); d != 0 {

@@ -279,7 +279,9 @@ func (f *frameReader) next() (kind byte, group uint64, body []byte, err error) {
 	var b []byte
 	if n <= reuseLimit {
 		if cap(f.buf) < n {
-			f.buf = make([]byte, reuseLimit)
+			// Grow by doubling: a control connection of heartbeats
+			// keeps a small buffer, a bulk one settles at the limit.
+			f.buf = make([]byte, min(max(n, 2*cap(f.buf), 4096), reuseLimit))
 		}
 		b = f.buf[:n]
 	} else {
