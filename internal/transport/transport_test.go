@@ -51,7 +51,7 @@ type tnode struct {
 
 // listen opens a loopback listener, on addr when given (a restarted node
 // takes its old address).
-func listen(t *testing.T, addr string) net.Listener {
+func listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -71,7 +71,7 @@ func listen(t *testing.T, addr string) net.Listener {
 
 // reserve returns n loopback listeners (so that every node's address is
 // known before any starts).
-func reserve(t *testing.T, ids ...uint64) (map[uint64]net.Listener, map[uint64]string) {
+func reserve(t testing.TB, ids ...uint64) (map[uint64]net.Listener, map[uint64]string) {
 	lns := map[uint64]net.Listener{}
 	addrs := map[uint64]string{}
 	for _, id := range ids {
@@ -81,7 +81,7 @@ func reserve(t *testing.T, ids ...uint64) (map[uint64]net.Listener, map[uint64]s
 	return lns, addrs
 }
 
-func startTransport(t *testing.T, id uint64, ln net.Listener, peers map[uint64]string, deliver func(uint64, *pb.Message), mod func(*Options)) *tnode {
+func startTransport(t testing.TB, id uint64, ln net.Listener, peers map[uint64]string, deliver func(uint64, *pb.Message), mod func(*Options)) *tnode {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts := Options{NodeID: id, ClusterID: testCluster, Peers: peers, Deliver: deliver, Logger: quiet(), Registerer: reg,
@@ -99,7 +99,7 @@ func startTransport(t *testing.T, id uint64, ln net.Listener, peers map[uint64]s
 	return n
 }
 
-func (n *tnode) stop(t *testing.T) {
+func (n *tnode) stop(t testing.TB) {
 	t.Helper()
 	if n.cancel == nil {
 		return
@@ -111,7 +111,7 @@ func (n *tnode) stop(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -128,7 +128,7 @@ func (n *tnode) connected(peer uint64) bool {
 	return p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
 }
 
-func (n *tnode) waitConnected(t *testing.T, peers ...uint64) {
+func (n *tnode) waitConnected(t testing.TB, peers ...uint64) {
 	t.Helper()
 	for _, p := range peers {
 		waitFor(t, "a connection", func() bool { return n.connected(p) })
@@ -719,4 +719,34 @@ func TestTransportCorruptLinkRecovers(t *testing.T) {
 		}
 		return r1.count() > 0
 	})
+}
+
+// BenchmarkTransportAppends sends 16 KiB appends of 64 groups from one
+// node to another over loopback and waits for their delivery.
+func BenchmarkTransportAppends(b *testing.B) {
+	t := b
+	lns, addrs := reserve(t, 1, 2)
+	var got sync.WaitGroup
+	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, nil)
+	n2 := startTransport(t, 2, lns[2], addrs, func(uint64, *pb.Message) { got.Done() }, nil)
+	defer n1.stop(t)
+	defer n2.stop(t)
+	n1.waitConnected(t, 2)
+	const size = 16 << 10
+	msgs := make([]*pb.Message, 64)
+	for g := range msgs {
+		msgs[g] = msg(pb.MsgApp, 1, 2, uint64(g), 1, size)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		k := min(len(msgs), b.N-i)
+		got.Add(k)
+		for g := range k {
+			n1.tr.Send(uint64(g), msgs[g:g+1])
+		}
+		got.Wait()
+		i += k
+	}
 }
