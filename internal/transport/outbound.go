@@ -32,6 +32,7 @@ type outLane struct {
 	connGauge  prometheus.Gauge
 	msgsSent   prometheus.Counter
 	bytesSent  prometheus.Counter
+	flushes    prometheus.Counter
 
 	// up mirrors connected for Send's check without the lock.
 	up atomic.Bool
@@ -298,6 +299,9 @@ func (l *outLane) writeLoop(ctx context.Context, conn net.Conn) error {
 		}
 		l.msgsSent.Add(float64(len(frames)))
 		l.bytesSent.Add(float64(n))
+		if len(frames) > 0 {
+			l.flushes.Inc()
+		}
 	}
 }
 

@@ -288,6 +288,7 @@ func (t *Transport) newPeer(id uint64, addr string) *peer {
 			connGauge:  t.m.connected.WithLabelValues(p.label, l.String(), "out"),
 			msgsSent:   t.m.msgsSent.WithLabelValues(p.label, l.String()),
 			bytesSent:  t.m.bytesSent.WithLabelValues(p.label, l.String()),
+			flushes:    t.m.flushes.WithLabelValues(p.label, l.String()),
 		}
 		p.lanes[l].connGauge.Set(0)
 		p.lanes[l].queueBytes.Set(0)

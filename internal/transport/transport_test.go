@@ -256,6 +256,11 @@ func TestTransportExchange(t *testing.T) {
 				waitFor(t, "the sent messages counted", func() bool {
 					return value(n.tr.m.msgsSent.WithLabelValues(p.label, lane)) == groups*rounds
 				})
+				if f := value(n.tr.m.flushes.WithLabelValues(p.label, lane)); f < 1 {
+					t.Errorf("node %d: no flush to %d on %s counted", n.id, p.id, lane)
+				} else {
+					t.Logf("node %d → %d %s: %.1f messages per write", n.id, p.id, lane, groups*rounds/f)
+				}
 				if got := value(n.tr.m.connected.WithLabelValues(p.label, lane, "out")); got != 1 {
 					t.Errorf("node %d: connection to %d on %s not reported up", n.id, p.id, lane)
 				}
@@ -500,16 +505,29 @@ func TestTransportPeerRestart(t *testing.T) {
 }
 
 // TestTransportBulkDoesNotDelayControl: a backlog of big appends to a
-// slow receiver does not hold up heartbeats sent after it.
+// slow receiver does not hold up heartbeats sent after it. The receiver
+// stalls on the first append until the heartbeats are in (a 30 s guard
+// against a hang), then takes 1 ms per append: if control traffic waited
+// behind bulk, the heartbeats would arrive only after the whole backlog.
 func TestTransportBulkDoesNotDelayControl(t *testing.T) {
 	lns, addrs := reserve(t, 1, 2)
 	const bulk, beats = 100, 10
 	var mu sync.Mutex
 	bulkSeen := 0
 	var beatsAt []int // bulk messages delivered when each heartbeat arrived
+	beatsIn := make(chan struct{})
 	deliver := func(_ uint64, m *pb.Message) {
 		if m.GetType() == pb.MsgApp {
-			time.Sleep(5 * time.Millisecond) // a slow receiver
+			mu.Lock()
+			first := bulkSeen == 0
+			mu.Unlock()
+			if first {
+				select {
+				case <-beatsIn:
+				case <-time.After(30 * time.Second):
+				}
+			}
+			time.Sleep(time.Millisecond) // a slow receiver
 			mu.Lock()
 			bulkSeen++
 			mu.Unlock()
@@ -517,6 +535,9 @@ func TestTransportBulkDoesNotDelayControl(t *testing.T) {
 		}
 		mu.Lock()
 		beatsAt = append(beatsAt, bulkSeen)
+		if len(beatsAt) == beats {
+			close(beatsIn)
+		}
 		mu.Unlock()
 	}
 	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, nil)
