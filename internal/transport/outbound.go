@@ -41,7 +41,8 @@ type outLane struct {
 	connected bool
 	frames    [][]byte
 	spare     [][]byte // the writer's last batch, reused
-	bytes     int
+	bytes     int      // in frames
+	inflight  int      // taken by the writer, not yet written
 }
 
 func (l *outLane) isConnected() bool { return l.up.Load() }
@@ -51,8 +52,10 @@ func (l *outLane) dropped(reason string, n int) {
 }
 
 // push queues one frame, or drops it when the lane is down or the queue
-// full. An empty queue takes a frame of any size, so that a message larger
-// than the bound still goes out alone.
+// full. The bound covers what is queued and what the writer is writing, so
+// a slow peer holds at most limit bytes (plus one frame: an empty lane
+// takes a frame of any size, so that a message larger than the bound still
+// goes out alone).
 func (l *outLane) push(frame []byte) {
 	l.mu.Lock()
 	switch {
@@ -60,14 +63,14 @@ func (l *outLane) push(frame []byte) {
 		l.mu.Unlock()
 		l.dropped(dropDisconnected, 1)
 		return
-	case l.bytes > 0 && l.bytes+len(frame) > l.limit:
+	case l.bytes+l.inflight > 0 && l.bytes+l.inflight+len(frame) > l.limit:
 		l.mu.Unlock()
 		l.dropped(dropQueueFull, 1)
 		return
 	}
 	l.frames = append(l.frames, frame)
 	l.bytes += len(frame)
-	l.queueBytes.Set(float64(l.bytes))
+	l.queueBytes.Set(float64(l.bytes + l.inflight))
 	l.mu.Unlock()
 	select {
 	case l.notify <- struct{}{}:
@@ -76,7 +79,7 @@ func (l *outLane) push(frame []byte) {
 }
 
 // take empties the queue; the returned slice is the writer's until the
-// next take.
+// next take, and its bytes count against the bound until written.
 func (l *outLane) take() [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -84,9 +87,17 @@ func (l *outLane) take() [][]byte {
 	out := l.frames
 	l.frames = l.spare[:0]
 	l.spare = out
+	l.inflight = l.bytes
 	l.bytes = 0
-	l.queueBytes.Set(0)
 	return out
+}
+
+// written releases the bytes of the batch take returned.
+func (l *outLane) written() {
+	l.mu.Lock()
+	l.inflight = 0
+	l.queueBytes.Set(float64(l.bytes))
+	l.mu.Unlock()
 }
 
 // setConnected opens or closes the queue. Closing drops what is queued:
@@ -102,6 +113,7 @@ func (l *outLane) setConnected(up bool) {
 		clear(l.frames)
 		l.frames = l.frames[:0]
 		l.bytes = 0
+		l.inflight = 0
 		l.queueBytes.Set(0)
 	}
 	l.mu.Unlock()
@@ -293,6 +305,7 @@ func (l *outLane) writeLoop(ctx context.Context, conn net.Conn) error {
 		if err == nil {
 			err = bw.Flush()
 		}
+		l.written()
 		if err != nil {
 			l.dropped(dropWriteFailed, len(frames))
 			return fmt.Errorf("write: %w", err)

@@ -92,3 +92,45 @@ func BenchmarkEncodeHeartbeat(b *testing.B) {
 		}
 	}
 }
+
+// TestLaneQueueBound: a lane's bound covers queued bytes and the batch
+// being written; a full lane drops and counts, and an empty lane takes one
+// frame of any size.
+func TestLaneQueueBound(t *testing.T) {
+	tr, err := New(Options{NodeID: 1, ClusterID: "c", Peers: map[uint64]string{2: "127.0.0.1:1"},
+		Deliver: func(uint64, *pb.Message) {}, Logger: quiet(), ControlQueueBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := tr.peers[2].lanes[Control]
+	drops := func(reason string) float64 { return value(tr.m.dropped.WithLabelValues("2", reason)) }
+	frame := func(n int) []byte { return make([]byte, n) }
+
+	l.push(frame(10))
+	if drops(dropDisconnected) != 1 || len(l.frames) != 0 {
+		t.Fatal("a lane that is down queued a frame")
+	}
+	l.setConnected(true)
+	l.push(frame(60))
+	l.push(frame(40))
+	l.push(frame(1))
+	if drops(dropQueueFull) != 1 || len(l.frames) != 2 {
+		t.Fatalf("queue of %d frames after 101 bytes into a 100-byte lane", len(l.frames))
+	}
+	if got := len(l.take()); got != 2 {
+		t.Fatalf("took %d frames", got)
+	}
+	l.push(frame(1)) // the batch being written still counts
+	if drops(dropQueueFull) != 2 {
+		t.Fatal("the bound ignored the batch in flight")
+	}
+	l.written()
+	l.push(frame(500)) // empty: any size goes
+	if len(l.frames) != 1 || value(tr.m.queueBytes.WithLabelValues("2", "control")) != 500 {
+		t.Fatal("an empty lane refused a large frame")
+	}
+	l.setConnected(false)
+	if drops(dropDisconnected) != 2 || len(l.frames) != 0 || value(tr.m.queueBytes.WithLabelValues("2", "control")) != 0 {
+		t.Fatal("closing the lane did not drop what was queued")
+	}
+}
