@@ -245,24 +245,31 @@ func (l *outLane) serve(ctx context.Context, conn net.Conn) string {
 	l.setConnected(true)
 	defer l.setConnected(false)
 
-	tasks := lifecycle.New(connCtx, l.t.log)
-	var rerr error
-	tasks.Go("transport reader", false, func(context.Context) error {
-		rerr = l.readLoop(conn)
+	// The first failure is the reason; the other side's error is only
+	// its consequence (the connection closed under it).
+	var (
+		once sync.Once
+		why  error
+	)
+	fail := func(err error) {
+		once.Do(func() { why = err })
 		cancel()
+	}
+	tasks := lifecycle.New(connCtx, l.t.log)
+	tasks.Go("transport reader", false, func(context.Context) error {
+		fail(l.readLoop(conn))
 		return nil
 	})
-	werr := l.writeLoop(connCtx, conn)
+	if err := l.writeLoop(connCtx, conn); err != nil {
+		fail(err)
+	}
 	cancel()
 	_ = conn.Close()
 	_ = tasks.Stop()
-	switch {
-	case werr != nil:
-		return werr.Error()
-	case rerr != nil:
-		return rerr.Error()
+	if why == nil {
+		return "closed"
 	}
-	return "closed"
+	return why.Error()
 }
 
 // writeLoop writes everything queued in one buffered write per wake-up
