@@ -266,6 +266,13 @@ func (t *Transport) Send(group uint64, msgs []*pb.Message) {
 	}
 }
 
+// Connected reports whether both lanes to peer are up (for readiness and
+// status pages; Raft itself does not need to know).
+func (t *Transport) Connected(peer uint64) bool {
+	p := t.peers[peer]
+	return p != nil && p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
+}
+
 // peer is the outbound side of one peer: a queue and a connection per lane.
 type peer struct {
 	id    uint64

@@ -123,10 +123,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // connected reports whether n has both lanes to peer up.
-func (n *tnode) connected(peer uint64) bool {
-	p := n.tr.peers[peer]
-	return p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
-}
+func (n *tnode) connected(peer uint64) bool { return n.tr.Connected(peer) }
 
 func (n *tnode) waitConnected(t testing.TB, peers ...uint64) {
 	t.Helper()
