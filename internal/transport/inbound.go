@@ -79,9 +79,13 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	// it costs a goroutine and no buffer.
 	h, err := readHello(c)
 	if err != nil {
+		// Port scanners and TCP health checks end here: count every one,
+		// log a few.
 		if ctx.Err() == nil {
 			t.m.refused.WithLabelValues("garbage").Inc()
-			t.log.Warn("raft transport: bad handshake", "remote", remote, "err", err)
+			if t.logRefusal(0, reasonGarbage) {
+				t.log.Warn("raft transport: bad handshake", "remote", remote, "err", err)
+			}
 		}
 		return
 	}

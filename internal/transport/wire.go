@@ -78,6 +78,9 @@ const (
 	reasonDuplicate     = 5
 	reasonNotReady      = 6
 	reasonBadLane       = 7
+	// reasonGarbage is never sent: the connection did not speak the
+	// protocol, so there is nobody to answer. It keys the log rate limit.
+	reasonGarbage = 255
 )
 
 var reasonNames = map[uint8]string{
@@ -88,6 +91,7 @@ var reasonNames = map[uint8]string{
 	reasonDuplicate:     "duplicate",
 	reasonNotReady:      "not_ready",
 	reasonBadLane:       "bad_lane",
+	reasonGarbage:       "garbage",
 }
 
 func reasonName(r uint8) string {
