@@ -768,3 +768,76 @@ func BenchmarkTransportAppends(b *testing.B) {
 		i += k
 	}
 }
+
+// mute is a peer that completes handshakes and then neither reads nor
+// answers: a stuck process or a half-open link.
+type mute struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	lanes map[Lane]int // accepted connections by lane
+	wg    sync.WaitGroup
+}
+
+func (m *mute) run() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		h, err := readHello(c)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		_, _ = c.Write(reply{version: protocolVersion}.encode())
+		m.mu.Lock()
+		m.conns = append(m.conns, c)
+		m.lanes[h.lane]++
+		m.mu.Unlock()
+	}
+}
+
+func (m *mute) accepted(l Lane) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lanes[l]
+}
+
+func (m *mute) close() {
+	m.ln.Close()
+	m.wg.Wait()
+	m.mu.Lock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+}
+
+// TestTransportStuckPeer: a peer that stops answering pings loses its
+// control connection, and one that stops reading loses its bulk
+// connection to the write deadline (the batch counted as dropped); the
+// sender redials both and Send never blocks.
+func TestTransportStuckPeer(t *testing.T) {
+	lns, addrs := reserve(t, 1)
+	m := &mute{ln: listen(t, ""), lanes: map[Lane]int{}}
+	m.wg.Add(1)
+	go m.run()
+	defer m.close()
+	addrs[2] = m.ln.Addr().String()
+	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, func(o *Options) {
+		o.PingInterval = 20 * time.Millisecond
+		o.WriteTimeout = 200 * time.Millisecond
+	})
+	defer n1.stop(t)
+	waitFor(t, "the silent control connection to be replaced", func() bool { return m.accepted(Control) >= 2 })
+	waitFor(t, "the bulk connection", func() bool { return n1.tr.peers[2].lanes[Bulk].isConnected() })
+	for i := range 200 { // far more than socket buffers hold
+		n1.tr.Send(1, []*pb.Message{msg(pb.MsgApp, 1, 2, 1, uint64(i), 1<<20)})
+	}
+	waitFor(t, "the stuck bulk connection to be replaced", func() bool { return m.accepted(Bulk) >= 2 })
+	if d := n1.dropped("2", dropWriteFailed); d < 1 {
+		t.Fatalf("no write_failed drops counted (%v)", d)
+	}
+}
