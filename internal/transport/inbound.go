@@ -75,12 +75,17 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	defer stop()
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	br := bufio.NewReaderSize(c, 64<<10)
-	h, err := readHello(br)
+	// The handshake is read unbuffered: a connection that never completes
+	// it costs a goroutine and no buffer.
+	h, err := readHello(c)
 	if err != nil {
+		// Port scanners and TCP health checks end here: count every one,
+		// log a few.
 		if ctx.Err() == nil {
 			t.m.refused.WithLabelValues("garbage").Inc()
-			t.log.Warn("raft transport: bad handshake", "remote", remote, "err", err)
+			if t.logRefusal(0, reasonGarbage) {
+				t.log.Warn("raft transport: bad handshake", "remote", remote, "err", err)
+			}
 		}
 		return
 	}
@@ -100,6 +105,7 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	br := bufio.NewReaderSize(c, 64<<10)
 	log := t.log.With("peer", h.sender, "lane", h.lane.String(), "remote", remote)
 	log.Info("raft peer connected (inbound)")
 	err = t.readInbound(ic, br)

@@ -21,6 +21,7 @@ type metrics struct {
 	connected     *prometheus.GaugeVec   // peer, lane, direction
 	msgsSent      *prometheus.CounterVec // peer, lane
 	bytesSent     *prometheus.CounterVec // peer, lane
+	flushes       *prometheus.CounterVec // peer, lane
 	msgsReceived  *prometheus.CounterVec // peer, lane
 	bytesReceived *prometheus.CounterVec // peer, lane
 	queueBytes    *prometheus.GaugeVec   // peer, lane
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Raft messages written to the peer's connection."}, []string{"peer", "lane"}),
 		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_bytes_sent_total",
 			Help: "Frame bytes written to the peer's connection (messages, pings and pongs)."}, []string{"peer", "lane"}),
+		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_flushes_total",
+			Help: "Buffered writes to the peer's connection; messages_sent / flushes is how many messages share one write."}, []string{"peer", "lane"}),
 		msgsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_messages_received_total",
 			Help: "Raft messages received from the peer and delivered."}, []string{"peer", "lane"}),
 		bytesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_bytes_received_total",
@@ -64,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_dial_failures_total",
 			Help: "Failed attempts to connect to the peer (dial, TLS or handshake error, or refusal)."}, []string{"peer", "lane"}),
 	}
-	for _, c := range []prometheus.Collector{m.connected, m.msgsSent, m.bytesSent, m.msgsReceived, m.bytesReceived,
+	for _, c := range []prometheus.Collector{m.connected, m.msgsSent, m.bytesSent, m.flushes, m.msgsReceived, m.bytesReceived,
 		m.queueBytes, m.dropped, m.rtt, m.rttLast, m.badFrames, m.refused, m.dialFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

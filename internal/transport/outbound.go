@@ -32,6 +32,7 @@ type outLane struct {
 	connGauge  prometheus.Gauge
 	msgsSent   prometheus.Counter
 	bytesSent  prometheus.Counter
+	flushes    prometheus.Counter
 
 	// up mirrors connected for Send's check without the lock.
 	up atomic.Bool
@@ -40,7 +41,8 @@ type outLane struct {
 	connected bool
 	frames    [][]byte
 	spare     [][]byte // the writer's last batch, reused
-	bytes     int
+	bytes     int      // in frames
+	inflight  int      // taken by the writer, not yet written
 }
 
 func (l *outLane) isConnected() bool { return l.up.Load() }
@@ -50,8 +52,10 @@ func (l *outLane) dropped(reason string, n int) {
 }
 
 // push queues one frame, or drops it when the lane is down or the queue
-// full. An empty queue takes a frame of any size, so that a message larger
-// than the bound still goes out alone.
+// full. The bound covers what is queued and what the writer is writing, so
+// a slow peer holds at most limit bytes (plus one frame: an empty lane
+// takes a frame of any size, so that a message larger than the bound still
+// goes out alone).
 func (l *outLane) push(frame []byte) {
 	l.mu.Lock()
 	switch {
@@ -59,14 +63,14 @@ func (l *outLane) push(frame []byte) {
 		l.mu.Unlock()
 		l.dropped(dropDisconnected, 1)
 		return
-	case l.bytes > 0 && l.bytes+len(frame) > l.limit:
+	case l.bytes+l.inflight > 0 && l.bytes+l.inflight+len(frame) > l.limit:
 		l.mu.Unlock()
 		l.dropped(dropQueueFull, 1)
 		return
 	}
 	l.frames = append(l.frames, frame)
 	l.bytes += len(frame)
-	l.queueBytes.Set(float64(l.bytes))
+	l.queueBytes.Set(float64(l.bytes + l.inflight))
 	l.mu.Unlock()
 	select {
 	case l.notify <- struct{}{}:
@@ -75,7 +79,7 @@ func (l *outLane) push(frame []byte) {
 }
 
 // take empties the queue; the returned slice is the writer's until the
-// next take.
+// next take, and its bytes count against the bound until written.
 func (l *outLane) take() [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -83,9 +87,17 @@ func (l *outLane) take() [][]byte {
 	out := l.frames
 	l.frames = l.spare[:0]
 	l.spare = out
+	l.inflight = l.bytes
 	l.bytes = 0
-	l.queueBytes.Set(0)
 	return out
+}
+
+// written releases the bytes of the batch take returned.
+func (l *outLane) written() {
+	l.mu.Lock()
+	l.inflight = 0
+	l.queueBytes.Set(float64(l.bytes))
+	l.mu.Unlock()
 }
 
 // setConnected opens or closes the queue. Closing drops what is queued:
@@ -101,6 +113,7 @@ func (l *outLane) setConnected(up bool) {
 		clear(l.frames)
 		l.frames = l.frames[:0]
 		l.bytes = 0
+		l.inflight = 0
 		l.queueBytes.Set(0)
 	}
 	l.mu.Unlock()
@@ -232,24 +245,31 @@ func (l *outLane) serve(ctx context.Context, conn net.Conn) string {
 	l.setConnected(true)
 	defer l.setConnected(false)
 
-	tasks := lifecycle.New(connCtx, l.t.log)
-	var rerr error
-	tasks.Go("transport reader", false, func(context.Context) error {
-		rerr = l.readLoop(conn)
+	// The first failure is the reason; the other side's error is only
+	// its consequence (the connection closed under it).
+	var (
+		once sync.Once
+		why  error
+	)
+	fail := func(err error) {
+		once.Do(func() { why = err })
 		cancel()
+	}
+	tasks := lifecycle.New(connCtx, l.t.log)
+	tasks.Go("transport reader", false, func(context.Context) error {
+		fail(l.readLoop(conn))
 		return nil
 	})
-	werr := l.writeLoop(connCtx, conn)
+	if err := l.writeLoop(connCtx, conn); err != nil {
+		fail(err)
+	}
 	cancel()
 	_ = conn.Close()
 	_ = tasks.Stop()
-	switch {
-	case werr != nil:
-		return werr.Error()
-	case rerr != nil:
-		return rerr.Error()
+	if why == nil {
+		return "closed"
 	}
-	return "closed"
+	return why.Error()
 }
 
 // writeLoop writes everything queued in one buffered write per wake-up
@@ -292,12 +312,16 @@ func (l *outLane) writeLoop(ctx context.Context, conn net.Conn) error {
 		if err == nil {
 			err = bw.Flush()
 		}
+		l.written()
 		if err != nil {
 			l.dropped(dropWriteFailed, len(frames))
 			return fmt.Errorf("write: %w", err)
 		}
 		l.msgsSent.Add(float64(len(frames)))
 		l.bytesSent.Add(float64(n))
+		if len(frames) > 0 {
+			l.flushes.Inc()
+		}
 	}
 }
 

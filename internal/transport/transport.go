@@ -79,6 +79,9 @@ func (o *Options) Validate() error {
 	if o.Deliver == nil {
 		return errors.New("transport: Deliver is required")
 	}
+	if len(o.ClusterID) > maxText {
+		return fmt.Errorf("transport: cluster id longer than %d bytes", maxText)
+	}
 	for id, addr := range o.Peers {
 		if id == 0 {
 			return errors.New("transport: peer id 0")
@@ -192,6 +195,11 @@ func (t *Transport) SetClusterID(id string) {
 	if id == "" {
 		return
 	}
+	if len(id) > maxText {
+		// The handshake could not carry it; every peer would refuse us.
+		t.log.Error("raft transport: cluster id too long, ignored", "bytes", len(id), "max", maxText)
+		return
+	}
 	t.clusterID.Store(&id)
 	t.knowOnce.Do(func() { close(t.clusterKnow) })
 }
@@ -258,6 +266,13 @@ func (t *Transport) Send(group uint64, msgs []*pb.Message) {
 	}
 }
 
+// Connected reports whether both lanes to peer are up (for readiness and
+// status pages; Raft itself does not need to know).
+func (t *Transport) Connected(peer uint64) bool {
+	p := t.peers[peer]
+	return p != nil && p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
+}
+
 // peer is the outbound side of one peer: a queue and a connection per lane.
 type peer struct {
 	id    uint64
@@ -280,6 +295,7 @@ func (t *Transport) newPeer(id uint64, addr string) *peer {
 			connGauge:  t.m.connected.WithLabelValues(p.label, l.String(), "out"),
 			msgsSent:   t.m.msgsSent.WithLabelValues(p.label, l.String()),
 			bytesSent:  t.m.bytesSent.WithLabelValues(p.label, l.String()),
+			flushes:    t.m.flushes.WithLabelValues(p.label, l.String()),
 		}
 		p.lanes[l].connGauge.Set(0)
 		p.lanes[l].queueBytes.Set(0)

@@ -51,7 +51,7 @@ type tnode struct {
 
 // listen opens a loopback listener, on addr when given (a restarted node
 // takes its old address).
-func listen(t *testing.T, addr string) net.Listener {
+func listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -71,7 +71,7 @@ func listen(t *testing.T, addr string) net.Listener {
 
 // reserve returns n loopback listeners (so that every node's address is
 // known before any starts).
-func reserve(t *testing.T, ids ...uint64) (map[uint64]net.Listener, map[uint64]string) {
+func reserve(t testing.TB, ids ...uint64) (map[uint64]net.Listener, map[uint64]string) {
 	lns := map[uint64]net.Listener{}
 	addrs := map[uint64]string{}
 	for _, id := range ids {
@@ -81,7 +81,7 @@ func reserve(t *testing.T, ids ...uint64) (map[uint64]net.Listener, map[uint64]s
 	return lns, addrs
 }
 
-func startTransport(t *testing.T, id uint64, ln net.Listener, peers map[uint64]string, deliver func(uint64, *pb.Message), mod func(*Options)) *tnode {
+func startTransport(t testing.TB, id uint64, ln net.Listener, peers map[uint64]string, deliver func(uint64, *pb.Message), mod func(*Options)) *tnode {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts := Options{NodeID: id, ClusterID: testCluster, Peers: peers, Deliver: deliver, Logger: quiet(), Registerer: reg,
@@ -99,7 +99,7 @@ func startTransport(t *testing.T, id uint64, ln net.Listener, peers map[uint64]s
 	return n
 }
 
-func (n *tnode) stop(t *testing.T) {
+func (n *tnode) stop(t testing.TB) {
 	t.Helper()
 	if n.cancel == nil {
 		return
@@ -111,7 +111,7 @@ func (n *tnode) stop(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -123,12 +123,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // connected reports whether n has both lanes to peer up.
-func (n *tnode) connected(peer uint64) bool {
-	p := n.tr.peers[peer]
-	return p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
-}
+func (n *tnode) connected(peer uint64) bool { return n.tr.Connected(peer) }
 
-func (n *tnode) waitConnected(t *testing.T, peers ...uint64) {
+func (n *tnode) waitConnected(t testing.TB, peers ...uint64) {
 	t.Helper()
 	for _, p := range peers {
 		waitFor(t, "a connection", func() bool { return n.connected(p) })
@@ -246,6 +243,26 @@ func TestTransportExchange(t *testing.T) {
 		r.mu.Unlock()
 	}
 	for _, n := range nodes {
+		for _, p := range n.tr.peers {
+			for _, lane := range []string{"control", "bulk"} {
+				if got := value(n.tr.m.msgsReceived.WithLabelValues(p.label, lane)); got != groups*rounds {
+					t.Errorf("node %d counted %v messages received from %d on %s, want %d", n.id, got, p.id, lane, groups*rounds)
+				}
+				// Counted after the flush returns, which may be after the
+				// receiver has them.
+				waitFor(t, "the sent messages counted", func() bool {
+					return value(n.tr.m.msgsSent.WithLabelValues(p.label, lane)) == groups*rounds
+				})
+				if f := value(n.tr.m.flushes.WithLabelValues(p.label, lane)); f < 1 {
+					t.Errorf("node %d: no flush to %d on %s counted", n.id, p.id, lane)
+				} else {
+					t.Logf("node %d → %d %s: %.1f messages per write", n.id, p.id, lane, groups*rounds/f)
+				}
+				if got := value(n.tr.m.connected.WithLabelValues(p.label, lane, "out")); got != 1 {
+					t.Errorf("node %d: connection to %d on %s not reported up", n.id, p.id, lane)
+				}
+			}
+		}
 		for _, p := range []string{"1", "2", "3"} {
 			for _, reason := range []string{dropQueueFull, dropDisconnected, dropWriteFailed} {
 				if d := n.dropped(p, reason); d != 0 {
@@ -485,16 +502,29 @@ func TestTransportPeerRestart(t *testing.T) {
 }
 
 // TestTransportBulkDoesNotDelayControl: a backlog of big appends to a
-// slow receiver does not hold up heartbeats sent after it.
+// slow receiver does not hold up heartbeats sent after it. The receiver
+// stalls on the first append until the heartbeats are in (a 30 s guard
+// against a hang), then takes 1 ms per append: if control traffic waited
+// behind bulk, the heartbeats would arrive only after the whole backlog.
 func TestTransportBulkDoesNotDelayControl(t *testing.T) {
 	lns, addrs := reserve(t, 1, 2)
 	const bulk, beats = 100, 10
 	var mu sync.Mutex
 	bulkSeen := 0
 	var beatsAt []int // bulk messages delivered when each heartbeat arrived
+	beatsIn := make(chan struct{})
 	deliver := func(_ uint64, m *pb.Message) {
 		if m.GetType() == pb.MsgApp {
-			time.Sleep(5 * time.Millisecond) // a slow receiver
+			mu.Lock()
+			first := bulkSeen == 0
+			mu.Unlock()
+			if first {
+				select {
+				case <-beatsIn:
+				case <-time.After(30 * time.Second):
+				}
+			}
+			time.Sleep(time.Millisecond) // a slow receiver
 			mu.Lock()
 			bulkSeen++
 			mu.Unlock()
@@ -502,6 +532,9 @@ func TestTransportBulkDoesNotDelayControl(t *testing.T) {
 		}
 		mu.Lock()
 		beatsAt = append(beatsAt, bulkSeen)
+		if len(beatsAt) == beats {
+			close(beatsIn)
+		}
 		mu.Unlock()
 	}
 	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, nil)
@@ -704,4 +737,107 @@ func TestTransportCorruptLinkRecovers(t *testing.T) {
 		}
 		return r1.count() > 0
 	})
+}
+
+// BenchmarkTransportAppends sends 16 KiB appends of 64 groups from one
+// node to another over loopback and waits for their delivery.
+func BenchmarkTransportAppends(b *testing.B) {
+	t := b
+	lns, addrs := reserve(t, 1, 2)
+	var got sync.WaitGroup
+	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, nil)
+	n2 := startTransport(t, 2, lns[2], addrs, func(uint64, *pb.Message) { got.Done() }, nil)
+	defer n1.stop(t)
+	defer n2.stop(t)
+	n1.waitConnected(t, 2)
+	const size = 16 << 10
+	msgs := make([]*pb.Message, 64)
+	for g := range msgs {
+		msgs[g] = msg(pb.MsgApp, 1, 2, uint64(g), 1, size)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		k := min(len(msgs), b.N-i)
+		got.Add(k)
+		for g := range k {
+			n1.tr.Send(uint64(g), msgs[g:g+1])
+		}
+		got.Wait()
+		i += k
+	}
+}
+
+// mute is a peer that completes handshakes and then neither reads nor
+// answers: a stuck process or a half-open link.
+type mute struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	lanes map[Lane]int // accepted connections by lane
+	wg    sync.WaitGroup
+}
+
+func (m *mute) run() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		h, err := readHello(c)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		_, _ = c.Write(reply{version: protocolVersion}.encode())
+		m.mu.Lock()
+		m.conns = append(m.conns, c)
+		m.lanes[h.lane]++
+		m.mu.Unlock()
+	}
+}
+
+func (m *mute) accepted(l Lane) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lanes[l]
+}
+
+func (m *mute) close() {
+	m.ln.Close()
+	m.wg.Wait()
+	m.mu.Lock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+}
+
+// TestTransportStuckPeer: a peer that stops answering pings loses its
+// control connection, and one that stops reading loses its bulk
+// connection to the write deadline (the batch counted as dropped); the
+// sender redials both and Send never blocks.
+func TestTransportStuckPeer(t *testing.T) {
+	lns, addrs := reserve(t, 1)
+	m := &mute{ln: listen(t, ""), lanes: map[Lane]int{}}
+	m.wg.Add(1)
+	go m.run()
+	defer m.close()
+	addrs[2] = m.ln.Addr().String()
+	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, func(o *Options) {
+		o.PingInterval = 20 * time.Millisecond
+		o.WriteTimeout = 200 * time.Millisecond
+	})
+	defer n1.stop(t)
+	waitFor(t, "the silent control connection to be replaced", func() bool { return m.accepted(Control) >= 2 })
+	waitFor(t, "the bulk connection", func() bool { return n1.tr.peers[2].lanes[Bulk].isConnected() })
+	for i := range 200 { // far more than socket buffers hold
+		n1.tr.Send(1, []*pb.Message{msg(pb.MsgApp, 1, 2, 1, uint64(i), 1<<20)})
+	}
+	waitFor(t, "the stuck bulk connection to be replaced", func() bool { return m.accepted(Bulk) >= 2 })
+	if d := n1.dropped("2", dropWriteFailed); d < 1 {
+		t.Fatalf("no write_failed drops counted (%v)", d)
+	}
 }

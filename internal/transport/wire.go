@@ -78,6 +78,9 @@ const (
 	reasonDuplicate     = 5
 	reasonNotReady      = 6
 	reasonBadLane       = 7
+	// reasonGarbage is never sent: the connection did not speak the
+	// protocol, so there is nobody to answer. It keys the log rate limit.
+	reasonGarbage = 255
 )
 
 var reasonNames = map[uint8]string{
@@ -88,6 +91,7 @@ var reasonNames = map[uint8]string{
 	reasonDuplicate:     "duplicate",
 	reasonNotReady:      "not_ready",
 	reasonBadLane:       "bad_lane",
+	reasonGarbage:       "garbage",
 }
 
 func reasonName(r uint8) string {
@@ -279,7 +283,9 @@ func (f *frameReader) next() (kind byte, group uint64, body []byte, err error) {
 	var b []byte
 	if n <= reuseLimit {
 		if cap(f.buf) < n {
-			f.buf = make([]byte, reuseLimit)
+			// Grow by doubling: a control connection of heartbeats
+			// keeps a small buffer, a bulk one settles at the limit.
+			f.buf = make([]byte, min(max(n, 2*cap(f.buf), 4096), reuseLimit))
 		}
 		b = f.buf[:n]
 	} else {
