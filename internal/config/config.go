@@ -48,6 +48,12 @@ type Config struct {
 	// ReplicaLagMaxMs is replica.lag.time.max.ms: a follower whose durable
 	// log has not reached the leader's for this long leaves the ISR.
 	ReplicaLagMaxMs int64
+	// AutoLeaderRebalance and LeaderImbalanceCheckSeconds: leadership
+	// returns to each partition's preferred (first) replica once it is in
+	// sync (Kafka's auto.leader.rebalance.enable and
+	// leader.imbalance.check.interval.seconds).
+	AutoLeaderRebalance         bool
+	LeaderImbalanceCheckSeconds int64
 	// AutoRecover is the original's auto_recover, accepted and kept so its
 	// files load; nothing acts on it (see docs/CLUSTER.md).
 	AutoRecover bool
@@ -164,6 +170,10 @@ func settings() []setting {
 			}},
 		{key: "replica.lag.time.max.ms", flag: "replica-lag-time-max-ms", env: []string{"CHRONIK_REPLICA_LAG_TIME_MAX_MS"}, def: "30000", usage: "a follower whose durable log has not reached the leader's end for this long leaves the in-sync replicas",
 			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<31, &c.ReplicaLagMaxMs) }},
+		{key: "auto.leader.rebalance.enable", flag: "auto-leader-rebalance", env: []string{"CHRONIK_AUTO_LEADER_REBALANCE"}, def: "true", usage: "move leadership back to each partition's preferred (first) replica once it is in sync",
+			set: func(c *Config, v string) error { b, err := strconv.ParseBool(v); c.AutoLeaderRebalance = b; return err }},
+		{key: "leader.imbalance.check.interval.seconds", flag: "leader-imbalance-check-interval-seconds", env: []string{"CHRONIK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS"}, def: "300", usage: "how often leaders check for partitions whose preferred replica should lead",
+			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<31, &c.LeaderImbalanceCheckSeconds) }},
 		{key: "min.insync.replicas", flag: "min-insync-replicas", env: []string{"CHRONIK_MIN_INSYNC_REPLICAS"}, def: "1", usage: "replicas that must hold an acks=all write, 1..100, at most default.replication.factor (the topic default)",
 			set: func(c *Config, v string) error {
 				var n int32

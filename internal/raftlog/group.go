@@ -82,6 +82,9 @@ type Config struct {
 	// ForwardProposals lets followers forward Proposal.Forward proposals
 	// to the leader (the metadata group; never a group with offsets).
 	ForwardProposals bool
+	// CampaignAtStart makes this node campaign as soon as a new group (no
+	// term yet) starts: the partition's preferred replica.
+	CampaignAtStart bool
 	// OnISRChange runs on the group's goroutine when the leader's in-sync
 	// replicas change (prev is nil when it becomes leader); it must not
 	// block.
@@ -517,8 +520,10 @@ func (g *Group) start() (*runState, error) {
 	}
 	g.setHW(hw)
 	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}}
-	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID {
-		// A single voter needs no election timeout.
+	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID || g.cfg.CampaignAtStart && hs.GetTerm() == 0 {
+		// A single voter needs no election timeout; a new group's
+		// preferred replica campaigns at once, so leaders start where
+		// placement put them instead of where a timer fired first.
 		if err := rn.Campaign(); err != nil {
 			return nil, err
 		}

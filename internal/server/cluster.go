@@ -196,3 +196,48 @@ func (s *Server) moveLeadershipAway(ctx context.Context) {
 		}
 	}
 }
+
+// balanceLeaders returns leadership to each partition's preferred replica
+// (its first) once that replica is in sync (decision 16; Kafka's
+// auto.leader.rebalance.enable): every leader.imbalance.check.interval
+// seconds, each partition this node leads but does not prefer is handed
+// over.
+func (s *Server) balanceLeaders(ctx context.Context) error {
+	d := time.Duration(s.cfg.LeaderImbalanceCheckSeconds) * time.Second
+	if d <= 0 {
+		d = 300 * time.Second
+	}
+	return every(ctx, d, func() { s.preferLeaders(nil) })
+}
+
+// preferLeaders hands each partition this node leads (of only, when not
+// nil) to its preferred replica if that one is in sync, and returns how
+// many it handed over.
+func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
+	type cand struct {
+		p    *partition.Partition
+		pref int32
+	}
+	var moves []cand
+	s.mu.RLock()
+	for _, p := range s.parts {
+		if only != nil && !only(p.Topic, p.Index) {
+			continue
+		}
+		t, ok := s.meta.Topic(p.Topic)
+		if !ok || int(p.Index) >= len(t.Partitions) || len(t.Partitions[p.Index].Replicas) == 0 {
+			continue
+		}
+		pref := t.Partitions[p.Index].Replicas[0]
+		st := p.Group.Status()
+		if st.IsLeader && pref != s.cfg.NodeID && slices.Contains(st.ISR, uint64(pref)) {
+			moves = append(moves, cand{p, pref})
+		}
+	}
+	s.mu.RUnlock()
+	for _, m := range moves {
+		s.log.Info("returning leadership to the preferred replica", "topic", m.p.Topic, "partition", m.p.Index, "to", m.pref)
+		m.p.Group.TransferLeadership(uint64(m.pref))
+	}
+	return len(moves)
+}

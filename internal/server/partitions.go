@@ -271,7 +271,8 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 		return p.OnLeader(term)
 	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
-		Meta: PartitionMeta, SM: p, OnLeader: onLeader, OnISRChange: onISR, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks()})
+		Meta: PartitionMeta, SM: p, OnLeader: onLeader, OnISRChange: onISR, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks(),
+		CampaignAtStart: len(mp.Replicas) > 1 && mp.Replicas[0] == s.cfg.NodeID})
 	if err != nil {
 		_ = l.Close()
 		return nil, err

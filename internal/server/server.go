@@ -199,6 +199,9 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		s.groups.Go("leader-reporter", true, s.reportLeaders)
+		if s.cfg.AutoLeaderRebalance {
+			s.groups.Go("leader-balancer", false, s.balanceLeaders)
+		}
 	}
 	s.groups.Go("raft-ticker", true, s.host.Run)
 	s.phase.Store("recovering the metadata log")

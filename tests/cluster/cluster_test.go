@@ -388,3 +388,68 @@ func TestClusterRollingAndColdRestart(t *testing.T) {
 	checkNothingLost(t, a, read)
 	t.Logf("%d acknowledged, %d read back after a rolling and a cold restart, 0 lost, 0 duplicated", len(a.recs), len(read))
 }
+
+// leadersPreferred reports whether every partition of topic is led by its
+// preferred (first) replica, and the leader count per node.
+func leadersPreferred(t *testing.T, c *cluster, topic string) (bool, map[int32]int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(c.client()).Metadata(ctx, topic)
+	if err != nil {
+		return false, nil
+	}
+	per := map[int32]int{}
+	ok := true
+	for _, p := range md.Topics[topic].Partitions {
+		per[p.Leader]++
+		if len(p.Replicas) == 0 || p.Leader != p.Replicas[0] {
+			ok = false
+		}
+	}
+	return ok, per
+}
+
+// TestClusterLeadersReturnToPreferred: leaders start on their preferred
+// replicas (spread evenly over the nodes); when a node dies its partitions
+// fail over, and when it is back and in sync leadership returns to it.
+func TestClusterLeadersReturnToPreferred(t *testing.T) {
+	c := startCluster(t, 3, "--leader-imbalance-check-interval-seconds", "1")
+	const topic = "spread"
+	createTopic(t, c.client(), topic, 6, 3, nil)
+	waitPreferred := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ok, per := leadersPreferred(t, c, topic)
+			if ok {
+				for id, n := range per {
+					if n != 2 {
+						t.Fatalf("%s: node %d leads %d of 6 partitions, want 2 each: %v", what, id, n, per)
+					}
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: leaders not on their preferred replicas after 60 s: %v", what, per)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitPreferred("after creation")
+	n1 := c.nodes[0]
+	c.kill(n1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, per := leadersPreferred(t, c, topic)
+		if per != nil && per[int32(n1.id)] == 0 && per[-1] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions of the dead node did not fail over: %v", per)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.restart(n1)
+	waitPreferred("after the node came back")
+}
