@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,18 @@ type ClusterInfo struct {
 	Partitions int          `json:"partitions"`
 	// Leaders counts the partitions each broker leads.
 	Leaders map[int32]int `json:"leaders"`
+	// UnderReplicated lists partitions with fewer in-sync replicas than
+	// replicas, or without a leader (offline).
+	UnderReplicated []PartitionState `json:"under_replicated"`
+}
+
+// PartitionState is one partition's leader, replicas and in-sync replicas.
+type PartitionState struct {
+	Topic     string  `json:"topic"`
+	Partition int32   `json:"partition"`
+	Leader    int32   `json:"leader"`
+	Replicas  []int32 `json:"replicas"`
+	ISR       []int32 `json:"isr"`
 }
 
 // BrokerInfo is one broker of the cluster.
@@ -58,8 +71,17 @@ func NewClusterCommand() *cobra.Command {
 						if p.Leader >= 0 {
 							info.Leaders[p.Leader]++
 						}
+						if p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
+							info.UnderReplicated = append(info.UnderReplicated, PartitionState{Topic: t.Topic, Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, ISR: p.ISR})
+						}
 					}
 				}
+				slices.SortFunc(info.UnderReplicated, func(a, b PartitionState) int {
+					if a.Topic != b.Topic {
+						return strings.Compare(a.Topic, b.Topic)
+					}
+					return int(a.Partition - b.Partition)
+				})
 				w := cmd.OutOrStdout()
 				if c.output == "json" {
 					return writeJSON(w, info)
@@ -73,6 +95,19 @@ func NewClusterCommand() *cobra.Command {
 						rack = *b.Rack
 					}
 					fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\n", b.ID, b.Host, b.Port, rack, info.Leaders[b.ID])
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(info.UnderReplicated) == 0 {
+					fmt.Fprintln(w, "\nno under-replicated partitions")
+					return nil
+				}
+				fmt.Fprintf(w, "\nUNDER-REPLICATED PARTITIONS %d\n", len(info.UnderReplicated))
+				tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR")
+				for _, p := range info.UnderReplicated {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%v\n", p.Topic, p.Partition, p.Leader, p.Replicas, p.ISR)
 				}
 				return tw.Flush()
 			})

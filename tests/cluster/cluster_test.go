@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/records"
+	"github.com/chronik-go/chronik/internal/testbroker"
 )
 
 // acked is what the producer was told: value → (partition, offset).
@@ -263,6 +267,41 @@ func TestClusterAcksAllNeedsItsReplicas(t *testing.T) {
 	}
 	if code := rawProduce(t, cl, "quorum", 10*time.Second); code != 0 {
 		t.Fatalf("min.insync.replicas=2 with two of three up: error %d", code)
+	}
+	// The operator's view: `chronik cluster info` lists both partitions as
+	// under-replicated, without the dead node in their ISR.
+	var live *node
+	for _, nd := range c.nodes {
+		if nd != down {
+			live = nd
+			break
+		}
+	}
+	var info struct {
+		UnderReplicated []struct {
+			Topic string  `json:"topic"`
+			ISR   []int32 `json:"isr"`
+		} `json:"under_replicated"`
+	}
+	var out []byte
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		out, err = exec.Command(testbroker.Binary(t), "cluster", "info", "-o", "json", "-b", live.kafka).Output()
+		must(t, err, "chronik cluster info")
+		must(t, json.Unmarshal(out, &info), "cluster info json")
+		if len(info.UnderReplicated) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster info lists %d under-replicated partitions, want 2 (strict-0, quorum-0):\n%s", len(info.UnderReplicated), out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, u := range info.UnderReplicated {
+		if slices.Contains(u.ISR, int32(down.id)) || len(u.ISR) != 2 {
+			t.Fatalf("%s: ISR %v with node %d down", u.Topic, u.ISR, down.id)
+		}
 	}
 	// Two nodes down: nothing may be acknowledged.
 	var second *node
