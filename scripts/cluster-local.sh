@@ -5,9 +5,6 @@
 #           metrics 127.0.0.1:1309(2+N), data ./data/node-N, log ./data/node-N.log
 # Ctrl-C (or any node exiting) stops all three. KAFKA_PORT, RAFT_PORT and
 # METRICS_PORT move the three port ranges (node N uses the base + N - 1).
-#
-# Until the node-to-node transport lands the nodes do not form a cluster:
-# each logs "cluster mode is not available yet" and serves alone.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
