@@ -241,3 +241,36 @@ func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
 	}
 	return len(moves)
 }
+
+// clusterNotReady says why a serving cluster node is not ready yet: the
+// signal a rolling restart waits for before it stops the next node. Ready
+// means the metadata group has a leader and this node has applied what it
+// knows committed, and every local replica knows its leader and has
+// applied everything committed (a follower that restarted has caught up).
+func (s *Server) clusterNotReady() []string {
+	var reasons []string
+	if st := s.metaGroup.Status(); st.Leader == 0 {
+		reasons = append(reasons, "metadata group has no leader")
+	} else if st.Applied < st.Commit {
+		reasons = append(reasons, fmt.Sprintf("metadata log catching up: applied %d of %d", st.Applied, st.Commit))
+	}
+	noLeader, behind := 0, 0
+	s.mu.RLock()
+	for _, p := range s.parts {
+		st := p.Group.Status()
+		switch {
+		case st.Leader == 0:
+			noLeader++
+		case st.Applied < st.Commit:
+			behind++
+		}
+	}
+	s.mu.RUnlock()
+	if noLeader > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d local partitions have no leader", noLeader))
+	}
+	if behind > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d local partitions catching up", behind))
+	}
+	return reasons
+}

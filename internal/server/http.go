@@ -66,6 +66,9 @@ func (s *Server) Readiness() (Health, bool) {
 	if s.stopping.Load() {
 		h.Reasons = append(h.Reasons, "shutting down")
 	}
+	if s.ready.Load() && !s.stopping.Load() && s.cfg.IsCluster() {
+		h.Reasons = append(h.Reasons, s.clusterNotReady()...)
+	}
 	ok := len(h.Reasons) == 0
 	h.Status = "ready"
 	if !ok {

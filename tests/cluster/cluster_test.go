@@ -389,6 +389,7 @@ func TestClusterRollingAndColdRestart(t *testing.T) {
 		progress(fmt.Sprintf("stopping node %d", nd.id))
 		c.restart(nd)
 		progress(fmt.Sprintf("restarting node %d", nd.id))
+		nd.waitReady(t)
 		// What a rolling restart waits for before the next node: no
 		// partition with a replica out of sync.
 		deadline := time.Now().Add(60 * time.Second)

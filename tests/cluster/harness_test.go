@@ -238,3 +238,25 @@ func must(t *testing.T, err error, what string) {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
+
+// waitReady polls the node's /readyz until it answers 200.
+func (nd *node) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + nd.metrics + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d not ready after 60 s: %s", nd.id, body)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("node %d readyz: %v", nd.id, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
