@@ -149,6 +149,10 @@ def subscription_changes(req):
                 max(len(o) for o in owned) - min(len(o) for o in owned) <= 1:
             break
     res = {"ev": "result", "owned": [sorted(o) for o in owned], "elapsed": round(time.time() - start, 1)}
+    # The test reads the broker's view of the group now: keep the members
+    # alive (polling) a little longer.
+    emit({"ev": "settled"})
+    poll_all(time.time() + 3)
     for c in cs:
         timed_close(c, 15)
     emit(res)
