@@ -141,18 +141,62 @@ func TestKnownMemberRejoin(t *testing.T) {
 		h, leader, follower, _ := setup(t)
 		h.join(leader, nil, "m")
 		jf := h.join(follower, nil, "first")
-		jf2 := h.join(follower, nil, "second")
+		h.join(follower, nil, "second")
 		if r := jf(); r == nil || r.Err != kerr.UnknownMemberID {
 			t.Fatalf("the replaced join: %+v", r)
 		}
 		joins := rejoinAll(h, follower)
-		_ = jf2
 		lr := joins[leader]()
 		i := slices.IndexFunc(lr.Members, func(m JoinMember) bool { return m.ID == follower })
 		if i < 0 || string(lr.Members[i].Metadata) != "second" {
 			t.Fatalf("leader got %+v", lr.Members)
 		}
 	})
+}
+
+// TestPendingMemberIDDoesNotHoldRebalance: a rebalance waits for member
+// ids handed out with MEMBER_ID_REQUIRED (KIP-394) as for members, but one
+// whose client never joins with it (librdkafka subscribing again sends a
+// second JoinGroup without an id and uses only the newer id) must stop
+// counting once it lapses after the session timeout, or when it leaves,
+// not hold the group until the rebalance timeout.
+func TestPendingMemberIDDoesNotHoldRebalance(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		drop func(h *harness, pending string)
+	}{
+		{"lapses", func(h *harness, _ string) { h.advance(10 * time.Second) }},
+		{"leaves", func(h *harness, pending string) {
+			if errs, e := h.s.Leave("g", []LeaveMember{{MemberID: pending}}, h.now); e != nil || errs[0] != nil {
+				h.t.Fatalf("leave of the pending id: %v %v", errs, e)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			ids := stableGroup(t, h, 2)
+			g, _ := h.s.Get("g")
+			gen := g.Generation
+			r := h.join("", nil, "m")()
+			if r == nil || r.Err != kerr.MemberIDRequired {
+				t.Fatalf("join without an id: %+v", r)
+			}
+			joins := map[string]func() *JoinResult{}
+			for _, id := range ids {
+				joins[id] = h.join(id, nil, "changed")
+			}
+			h.advance(time.Second)
+			if h.state() != PreparingRebalance || joins[ids[0]]() != nil {
+				t.Fatalf("state %v: the rebalance must wait for the pending id first", h.state())
+			}
+			c.drop(h, r.MemberID)
+			for _, id := range ids {
+				if jr := joins[id](); jr == nil || jr.Err != nil || jr.Generation != gen+1 {
+					t.Fatalf("join of %s after the pending id went: %+v (state %v)", id, jr, h.state())
+				}
+			}
+		})
+	}
 }
 
 // TestConsumerSubscriptionChange: in a KIP-848 group, a heartbeat whose
