@@ -318,12 +318,22 @@ func TestCompatCooperativeSubscriptionChangeConfluentKafkaPython(t *testing.T) {
 				Owned   [][][]any `json:"owned"`
 				Elapsed float64   `json:"elapsed"`
 			}
-			// The broker's view, taken while the consumers still run.
+			// The broker's view, read while the consumers still run: once
+			// the members report a settled assignment the broker must show
+			// it as a stable group (a last rebalance may still be finishing).
 			var view groupView
 			cl := kgoClient(t)
 			onEvent := func(line string) {
-				if strings.HasPrefix(line, `{"ev": "settled"`) {
+				if !strings.HasPrefix(line, `{"ev": "settled"`) {
+					return
+				}
+				deadline := time.Now().Add(8 * time.Second)
+				for {
 					view = describeGroup(ctx(t), cl, group, topics[0], false)
+					if brokerViewErr(view) == nil || time.Now().After(deadline) {
+						return
+					}
+					time.Sleep(200 * time.Millisecond)
 				}
 			}
 			events := scenario(t, map[string]any{"op": "subscription_changes", "group": group, "consumers": 8,
@@ -347,30 +357,38 @@ func TestCompatCooperativeSubscriptionChangeConfluentKafkaPython(t *testing.T) {
 			if len(owners) != 16 {
 				t.Errorf("owned partitions %v, want exactly the 16 of %s", owners, topics[0])
 			}
-			switch {
-			case view.err != nil:
-				t.Errorf("describe group: %v", view.err)
-			case view.state != "Stable" || len(view.owners) != 8:
-				t.Errorf("broker: group %s with %d members, want Stable with 8 (%v)", view.state, len(view.owners), view.owners)
-			default:
-				seen := map[int32]int{}
-				for id, ps := range view.owners {
-					if len(ps) != 2 {
-						t.Errorf("broker: member %s has %v, want two partitions", id, ps)
-					}
-					for _, p := range ps {
-						seen[p]++
-					}
-				}
-				for p := range int32(16) {
-					if seen[p] != 1 {
-						t.Errorf("broker: partition %d has %d owners (%v)", p, seen[p], view.owners)
-					}
-				}
+			if err := brokerViewErr(view); err != nil {
+				t.Errorf("broker: %v", err)
 			}
 			if t.Failed() {
 				t.Fatalf("members' view after %.1f s:\n%s", res.Elapsed, report)
 			}
 		})
 	}
+}
+
+// brokerViewErr checks the broker's view of the settled group: stable,
+// eight members with two partitions each, every partition one owner.
+func brokerViewErr(v groupView) error {
+	if v.err != nil {
+		return v.err
+	}
+	if v.state != "Stable" || len(v.owners) != 8 {
+		return fmt.Errorf("group %s with %d members, want Stable with 8 (%v)", v.state, len(v.owners), v.owners)
+	}
+	seen := map[int32]int{}
+	for id, ps := range v.owners {
+		if len(ps) != 2 {
+			return fmt.Errorf("member %s has %v, want two partitions", id, ps)
+		}
+		for _, p := range ps {
+			seen[p]++
+		}
+	}
+	for p := range int32(16) {
+		if seen[p] != 1 {
+			return fmt.Errorf("partition %d has %d owners (%v)", p, seen[p], v.owners)
+		}
+	}
+	return nil
 }

@@ -153,7 +153,7 @@ def subscription_changes(req):
     # alive (polling) a little longer. The result goes out before the
     # consumers close, which is not what this scenario checks.
     emit({"ev": "settled"})
-    poll_all(time.time() + 3)
+    poll_all(time.time() + 10)
     emit(res)
     for c in cs:
         timed_close(c, 15)
