@@ -586,7 +586,7 @@ func (s *Groups) Leave(group string, members []LeaveMember, now time.Time) ([]*k
 		return nil, kerr.CoordinatorNotAvailable
 	}
 	errs := make([]*kerr.Error, len(members))
-	left := false
+	left, pendingLeft := false, false
 	for i, lm := range members {
 		id := lm.MemberID
 		if lm.InstanceID != nil {
@@ -603,6 +603,7 @@ func (s *Groups) Leave(group string, members []LeaveMember, now time.Time) ([]*k
 		}
 		if _, ok := g.pending[id]; ok {
 			delete(g.pending, id)
+			pendingLeft = true
 			continue
 		}
 		if _, ok := g.Members[id]; !ok {
@@ -612,8 +613,12 @@ func (s *Groups) Leave(group string, members []LeaveMember, now time.Time) ([]*k
 		s.removeMember(g, id)
 		left = true
 	}
-	if left {
+	switch {
+	case left:
 		s.memberGone(g, now)
+	case pendingLeft:
+		// The rebalance may have waited only for that pending id.
+		s.tryCompleteJoin(g, now)
 	}
 	return errs, nil
 }
@@ -643,12 +648,24 @@ func (s *Groups) Tick(now time.Time) time.Time {
 			next = minTime(next, s.tickConsumer(g, now))
 			continue
 		}
+		lapsed := false
 		for id, until := range g.pending {
 			if !now.Before(until) {
 				delete(g.pending, id)
+				lapsed = true
 			} else {
 				next = minTime(next, until)
 			}
+		}
+		if lapsed {
+			// A rebalance waits for pending member ids as for members: one
+			// whose client never came back with it (a client that sent a
+			// second JoinGroup without an id, e.g. after subscribing again,
+			// and then used only the newer id) must not hold the group in
+			// PreparingRebalance until the rebalance timeout (librdkafka's
+			// is max.poll.interval.ms, five minutes). Kafka re-checks the
+			// join when a pending member expires.
+			s.tryCompleteJoin(g, now)
 		}
 		if g.State == PreparingRebalance {
 			if !now.Before(g.rebalanceDeadline) {
