@@ -19,6 +19,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -50,8 +51,9 @@ func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header,
 		resp.ThrottleMillis = int32(min(throttle.Milliseconds(), 1<<31-1))
 	}
 	type slot struct {
-		rp   *kmsg.ProduceResponseTopicPartition
-		wait func(context.Context) partition.ProduceResult
+		rp    *kmsg.ProduceResponseTopicPartition
+		topic string
+		wait  func(context.Context) partition.ProduceResult
 	}
 	var slots []slot
 	ackErr := error(nil)
@@ -86,9 +88,12 @@ func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header,
 			}
 			if err != nil {
 				setProduceErr(out, err)
+				if errors.Is(err, kerr.NotLeaderForPartition) && h.Version >= 10 {
+					b.currentLeader(resp, out, name)
+				}
 				continue
 			}
-			slots = append(slots, slot{rp: out, wait: p.Produce(ctx, protocol.WithPrefixByte(h.Frame, rp.Records), req.Acks)})
+			slots = append(slots, slot{rp: out, topic: name, wait: p.Produce(ctx, protocol.WithPrefixByte(h.Frame, rp.Records), req.Acks)})
 		}
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
@@ -104,6 +109,9 @@ func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header,
 			pr := s.wait(wctx)
 			if pr.Err != nil {
 				setProduceErr(s.rp, pr.Err)
+				if errors.Is(pr.Err, kerr.NotLeaderForPartition) && h.Version >= 10 {
+					b.currentLeader(resp, s.rp, s.topic) // lost leadership while waiting
+				}
 				failed = true
 				continue
 			}
@@ -120,6 +128,33 @@ func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header,
 		return resp
 	}
 	return result{wait: wait, noResponse: req.Acks == 0}
+}
+
+// currentLeader tells a producer that asked the wrong node where the
+// partition's leader is (KIP-951, Produce v10+): the leader's id and epoch
+// in the partition, its address among the response's node endpoints, so
+// the client can go there without a metadata round trip.
+func (b *Broker) currentLeader(resp *kmsg.ProduceResponse, out *kmsg.ProduceResponseTopicPartition, topic string) {
+	leader, epoch := b.node.Leader(topic, out.Partition)
+	if leader < 0 {
+		return
+	}
+	out.CurrentLeader.LeaderID, out.CurrentLeader.LeaderEpoch = leader, epoch
+	for _, br := range resp.Brokers {
+		if br.NodeID == leader {
+			return
+		}
+	}
+	for _, br := range b.node.Meta().Brokers() {
+		if br.ID == leader {
+			ep := kmsg.NewProduceResponseBroker()
+			ep.NodeID, ep.Host, ep.Port = br.ID, br.Host, br.Port
+			if br.Rack != "" {
+				ep.Rack = strp(br.Rack)
+			}
+			resp.Brokers = append(resp.Brokers, ep)
+		}
+	}
 }
 
 func setProduceErr(rp *kmsg.ProduceResponseTopicPartition, err error) {

@@ -493,3 +493,47 @@ func TestClusterLeadersReturnToPreferred(t *testing.T) {
 	c.restart(n1)
 	waitPreferred("after the node came back")
 }
+
+// TestClusterNotLeaderNamesTheLeader: a produce sent to a follower is
+// refused with NOT_LEADER_OR_FOLLOWER and, from Produce v10 (KIP-951),
+// names the current leader and its address, so the client need not ask
+// for metadata first.
+func TestClusterNotLeaderNamesTheLeader(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := c.client()
+	createTopic(t, cl, "kip951", 1, 3, nil)
+	leader := c.leaderOf("kip951", 0)
+	var follower int32
+	for _, nd := range c.nodes {
+		if int32(nd.id) != leader {
+			follower = int32(nd.id)
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(cl).Metadata(ctx, "kip951")
+	must(t, err, "metadata")
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 5000
+	req.Topics = []kmsg.ProduceRequestTopic{{Topic: "kip951", TopicID: md.Topics["kip951"].ID,
+		Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: records.Build(0, time.Now().UnixMilli(), []records.Record{{Value: []byte("x")}})}}}}
+	resp, err := req.RequestWith(ctx, cl.Broker(int(follower)))
+	must(t, err, "produce to a follower")
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("produce to follower %d: error %d, want NOT_LEADER_OR_FOLLOWER", follower, p.ErrorCode)
+	}
+	if p.CurrentLeader.LeaderID != leader || p.CurrentLeader.LeaderEpoch <= 0 {
+		t.Fatalf("current leader %+v, want node %d with its epoch", p.CurrentLeader, leader)
+	}
+	found := false
+	for _, b := range resp.Brokers {
+		if b.NodeID == leader && b.Host+":"+fmt.Sprint(b.Port) == c.node(leader).kafka {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("node endpoints %+v do not give leader %d's address %s", resp.Brokers, leader, c.node(leader).kafka)
+	}
+}
