@@ -188,6 +188,7 @@ func (b *Broker) register() {
 	b.serve(kmsg.ConsumerGroupHeartbeat, 0, 1, b.handleConsumerGroupHeartbeat)
 	b.serveWaiting(kmsg.ConsumerGroupDescribe, 0, 1, b.handleConsumerGroupDescribe, adminWait)
 	b.serve(kmsg.DescribeClientQuotas, 0, 1, b.handleDescribeClientQuotas)
+	b.serveWaiting(kmsg.ElectLeaders, 0, 2, b.handleElectLeaders, 0)
 	b.serveWaiting(kmsg.AlterClientQuotas, 0, 1, b.handleAlterClientQuotas, adminWait)
 }
 

@@ -112,6 +112,10 @@ const (
 	// Epoch with in-sync replicas ISR (a newer epoch replaces an older one,
 	// the same leader and epoch updates the ISR; a stale one is ignored).
 	OpPartitionLeader = "partition_leader"
+	// OpElectPreferred asks the leader of Topic's Partition to hand
+	// leadership to its preferred replica (ElectLeaders); it changes no
+	// state: the leader acts on it when it is applied.
+	OpElectPreferred = "elect_preferred"
 	// OpAlterClientQuotas applies Quotas, all or none: an invalid entity,
 	// key or value fails the whole command.
 	OpAlterClientQuotas = "alter_client_quotas"
@@ -270,6 +274,11 @@ func (s *State) applyLocked(index uint64, c *Command) error {
 		// report its in-sync replicas again.
 		if p := &t.Partitions[c.Partition]; c.Epoch > p.Epoch || c.Epoch == p.Epoch && c.Leader == p.Leader {
 			p.Leader, p.Epoch, p.ISR = c.Leader, c.Epoch, slices.Clone(c.ISR)
+		}
+	case OpElectPreferred:
+		t, ok := s.topics[c.Topic]
+		if !ok || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+			return ErrUnknownTopic
 		}
 	case OpAllocateProducerIDs:
 		if c.Count <= 0 || c.Count > 1<<20 {

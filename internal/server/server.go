@@ -208,7 +208,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.startMeta(); err != nil {
 		return err
 	}
-	s.meta.OnApply(func(*meta.Command) { s.nudge() })
+	s.meta.OnApply(func(c *meta.Command) {
+		s.nudge()
+		// Elections asked for while this node serves (a restart's replay
+		// of old requests is ignored).
+		if c.Op == meta.OpElectPreferred && s.ready.Load() {
+			s.preferLeaders(func(topic string, index int32) bool { return topic == c.Topic && index == c.Partition })
+		}
+	})
 	s.phase.Store("recovering partitions")
 	if err := s.reconcile(s.groups.Context()); err != nil {
 		return err

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -535,5 +536,71 @@ func TestClusterNotLeaderNamesTheLeader(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("node endpoints %+v do not give leader %d's address %s", resp.Brokers, leader, c.node(leader).kafka)
+	}
+}
+
+// TestClusterElectLeaders: with automatic balancing off, a partition whose
+// preferred replica came back stays led elsewhere until ElectLeaders
+// (preferred) moves it; asked again, the election is not needed; an
+// unknown partition is named; an unclean election is never needed while a
+// leader exists.
+func TestClusterElectLeaders(t *testing.T) {
+	c := startCluster(t, 3, "--auto-leader-rebalance=false")
+	cl := c.client()
+	adm := kadm.NewClient(cl)
+	createTopic(t, cl, "elect", 1, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	md, err := adm.Metadata(ctx, "elect")
+	must(t, err, "metadata")
+	pref := md.Topics["elect"].Partitions[0].Replicas[0]
+	// Make sure the preferred replica does not lead: kill and restart it
+	// if it does.
+	if c.leaderOf("elect", 0) == pref {
+		c.kill(c.node(pref))
+		deadline := time.Now().Add(30 * time.Second)
+		for c.leaderOf("elect", 0) == pref {
+			if time.Now().After(deadline) {
+				t.Fatal("no failover")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.restart(c.node(pref))
+	}
+	// Wait for the preferred replica to be in sync again.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		md, err := adm.Metadata(ctx, "elect")
+		if err == nil && slices.Contains(md.Topics["elect"].Partitions[0].ISR, pref) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("preferred replica %d not back in sync", pref)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l := c.leaderOf("elect", 0); l == pref {
+		t.Fatalf("leadership returned to %d without an election although balancing is off", pref)
+	}
+	res, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{"elect": {0: {}}})
+	must(t, err, "elect leaders")
+	if r := res["elect"][0]; r.Err != nil {
+		t.Fatalf("preferred election: %v %s", r.Err, r.ErrMessage)
+	}
+	if l := c.leaderOf("elect", 0); l != pref {
+		t.Fatalf("after the preferred election node %d leads, want %d", l, pref)
+	}
+	res, err = adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{"elect": {0: {}}, "nope": {0: {}}})
+	must(t, err, "elect leaders again")
+	if r := res["elect"][0]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+		t.Fatalf("second preferred election: %v, want ELECTION_NOT_NEEDED", r.Err)
+	}
+	if r := res["nope"][0]; !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("unknown topic: %v, want UNKNOWN_TOPIC_OR_PARTITION", r.Err)
+	}
+	res, err = adm.ElectLeaders(ctx, kadm.ElectLiveReplica, kadm.TopicsSet{"elect": {0: {}}})
+	must(t, err, "unclean election")
+	if r := res["elect"][0]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+		t.Fatalf("unclean election with a leader: %v, want ELECTION_NOT_NEEDED", r.Err)
 	}
 }
