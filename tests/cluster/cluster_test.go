@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -603,4 +604,60 @@ func TestClusterElectLeaders(t *testing.T) {
 	if r := res["elect"][0]; !errors.Is(r.Err, kerr.ElectionNotNeeded) {
 		t.Fatalf("unclean election with a leader: %v, want ELECTION_NOT_NEEDED", r.Err)
 	}
+}
+
+// TestClusterFailoverTime measures, over repeated kill -9 of a partition's
+// leader, the time from the kill to the first acks=all produce the
+// successor acknowledges (franz-go producer with a 100 ms metadata age and
+// short retry backoff, as a latency-sensitive client is set up). The
+// figures go to the log and to CHRONIK_FAILOVER_REPORT for
+// docs/PERFORMANCE.md; the test asserts only that every failover happens
+// and nothing acknowledged is lost.
+func TestClusterFailoverTime(t *testing.T) {
+	kills := 10
+	if testing.Short() {
+		kills = 3
+	}
+	c := startCluster(t, 3, "--min-insync-replicas", "2")
+	const topic = "failover"
+	createTopic(t, c.client(), topic, 1, 3, nil)
+	cl := c.client(kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }), kgo.RecordDeliveryTimeout(2*time.Minute), kgo.ProducerLinger(0))
+	a := &acked{recs: map[string][2]int64{}}
+	seq := 0
+	produce := func(ctx context.Context) error {
+		seq++
+		v := fmt.Sprintf("f%06d", seq)
+		r, err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).First()
+		if err == nil {
+			a.mu.Lock()
+			a.recs[v] = [2]int64{int64(r.Partition), r.Offset}
+			a.mu.Unlock()
+		}
+		return err
+	}
+	var took []time.Duration
+	for i := range kills {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		for range 20 {
+			must(t, produce(ctx), "produce before the kill")
+		}
+		l := c.node(c.leaderOf(topic, 0))
+		start := time.Now()
+		c.kill(l)
+		must(t, produce(ctx), fmt.Sprintf("first produce after killing leader %d", l.id))
+		took = append(took, time.Since(start))
+		cancel()
+		t.Logf("kill %d: leader %d killed, first acks=all acknowledgement after %v", i+1, l.id, took[i].Round(time.Millisecond))
+		c.restart(l)
+		l.waitReady(t)
+	}
+	slices.Sort(took)
+	report := fmt.Sprintf("failover: %d kill -9 of the leader (3 nodes, RF 3, min.insync.replicas 2): kill to first acks=all acknowledgement median %v, min %v, max %v",
+		kills, took[len(took)/2].Round(time.Millisecond), took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+	t.Log(report)
+	if path := os.Getenv("CHRONIK_FAILOVER_REPORT"); path != "" {
+		must(t, os.WriteFile(path, []byte(report+"\n"), 0o644), "write report")
+	}
+	checkNothingLost(t, a, readAll(t, c, topic))
 }
