@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-unit test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: ## Go benchmarks of the hot paths
 
 bench-storage: ## the storage report of docs/PERFORMANCE.md (raw disk next to BenchmarkAppend)
 	./scripts/bench-storage.sh
+
+bench-cluster: ## 3-node RF 3 cluster against standalone (acks=all, closed loop and pipelined, alternating), idle CPU with 1,000 partitions, restart time
+	./scripts/bench-cluster.sh
 
 bench-peers: ## Chronik against NATS JetStream, kfake and sarama (about 16 min); rewrites the peers table of docs/PERFORMANCE.md
 	./scripts/bench-peers.sh --write-doc

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench-cluster.sh: a 3-node cluster (RF 3, min.insync.replicas 2) against
+# a standalone broker, side by side in one run on one machine, and the
+# cluster's idle cost with many partitions.
+#
+#   1. acks=all, 256 B, closed loop with 128 messages in flight, then a
+#      pipelining client (2,048 in flight): standalone and cluster
+#      alternate ROUNDS times (fresh data each time), so drift on this
+#      shared machine hits both alike; the report gives each pair's ratio.
+#   2. idle: a cluster with IDLE_PARTITIONS partitions × RF 3: CPU each node
+#      uses over 30 s of no traffic, and the time a node takes to serve
+#      again after a restart with them.
+#
+# Usage: scripts/bench-cluster.sh   (DURATION=20 ROUNDS=2 IDLE_PARTITIONS=1000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-2}
+IDLE_PARTITIONS=${IDLE_PARTITIONS:-1000}
+OUT=${OUT:-$ROOT/bench-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+log() { echo "== $*" >&2; }
+go build -o "$OUT/chronik" ./cmd/chronik
+CHRONIK=$OUT/chronik
+{ echo "date: $(date -u +%FT%TZ)"; echo "cpus: $(nproc)"; grep -m1 'model name' /proc/cpuinfo || true; } >"$OUT/machine.txt"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
+stopall() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+
+standalone() { # dir -> sets BROKERS
+	local kp mp; kp=$(port); mp=$(port)
+	"$CHRONIK" server --data-dir "$1" --bind "127.0.0.1:$kp" --metrics-bind "127.0.0.1:$mp" --wal-profile high --log-level warn >"$1.log" 2>&1 &
+	PIDS+=("$!"); wait_port "$kp"; BROKERS=127.0.0.1:$kp
+}
+
+cluster() { # dir [extra...] -> sets BROKERS, NODE_PIDS, NODE_ARGS
+	local dir=$1; shift
+	local k r m peers="" i
+	K=(); R=(); M=()
+	for i in 1 2 3; do K+=("$(port)"); R+=("$(port)"); M+=("$(port)"); done
+	for i in 0 1 2; do peers+="${peers:+,}127.0.0.1:${K[$i]}:${R[$i]}"; done
+	NODE_PIDS=(); NODE_ARGS=()
+	for i in 0 1 2; do
+		local args=(server --data-dir "$dir/node-$((i + 1))" --node-id $((i + 1)) --peers "$peers" --bind "127.0.0.1:${K[$i]}"
+			--advertise "127.0.0.1:${K[$i]}" --raft-bind "127.0.0.1:${R[$i]}" --metrics-bind "127.0.0.1:${M[$i]}"
+			--wal-profile high --min-insync-replicas 2 --log-level warn "$@")
+		"$CHRONIK" "${args[@]}" >"$dir-node-$((i + 1)).log" 2>&1 &
+		PIDS+=("$!"); NODE_PIDS+=("$!"); NODE_ARGS+=("${args[*]}")
+	done
+	for i in 0 1 2; do wait_port "${K[$i]}"; done
+	BROKERS=127.0.0.1:${K[0]},127.0.0.1:${K[1]},127.0.0.1:${K[2]}
+}
+
+bench() { # label brokers rf extra...
+	local label=$1 brokers=$2 rf=$3; shift 3
+	"$CHRONIK" bench -b "$brokers" -t bench --create-topic -p 1 -r "$rf" -s 256 -d "${DURATION}s" -w 3s --acks all \
+		--label "$label" --json-output "$OUT/$label.json" "$@" >"$OUT/$label.txt"
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); l=d["latency"]; print("%s: %.0f msg/s, p50 %.2f ms p99 %.2f ms, failed %d" % (sys.argv[2], d["msg_per_sec"], l["p50_us"]/1000, l["p99_us"]/1000, d["failed"]))' "$OUT/$label.json" "$label" | tee -a "$OUT/summary.txt" >&2
+}
+
+for round in $(seq "$ROUNDS"); do
+	for mode in closed pipelined; do
+		extra=(-c 128)
+		[ "$mode" = pipelined ] && extra=(-c 2048 --batch-size 1048576 --max-inflight-requests 20)
+		log "round $round $mode: standalone"
+		rm -rf "$OUT/data-s"; standalone "$OUT/data-s"
+		bench "standalone-$mode-$round" "$BROKERS" 1 "${extra[@]}"
+		stopall
+		log "round $round $mode: 3-node cluster RF 3"
+		rm -rf "$OUT/data-c" "$OUT"/data-c-node-*.log; cluster "$OUT/data-c"
+		sleep 2
+		bench "cluster-$mode-$round" "$BROKERS" 3 "${extra[@]}"
+		stopall
+	done
+done
+
+python3 - "$OUT" "$ROUNDS" <<'PY' | tee -a "$OUT/summary.txt" >&2
+import json, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+for mode in ("closed", "pipelined"):
+    for r in range(1, rounds + 1):
+        s = json.load(open(f"{out}/standalone-{mode}-{r}.json"))["msg_per_sec"]
+        c = json.load(open(f"{out}/cluster-{mode}-{r}.json"))["msg_per_sec"]
+        print(f"{mode} round {r}: cluster / standalone = {c:.0f} / {s:.0f} = {c / s:.2f}")
+PY
+
+log "idle: $IDLE_PARTITIONS partitions x RF 3"
+rm -rf "$OUT/data-i"; cluster "$OUT/data-i"
+sleep 2
+"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null
+sleep 10
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+declare -a before
+for i in 0 1 2; do before[$i]=$(ticks "${NODE_PIDS[$i]}"); done
+sleep 30
+hz=$(getconf CLK_TCK)
+{
+	for i in 0 1 2; do
+		after=$(ticks "${NODE_PIDS[$i]}")
+		echo "idle node $((i + 1)): $(python3 -c "print(round(100*($after-${before[$i]})/$hz/30,2))")% of one core over 30 s"
+	done
+} | tee "$OUT/idle.txt" >&2
+# Start-up time of a node with those partitions: stop node 3, start it, time to serving Kafka.
+kill "${NODE_PIDS[2]}"; wait "${NODE_PIDS[2]}" 2>/dev/null || true
+start=$(date +%s.%N)
+# shellcheck disable=SC2086
+"$CHRONIK" ${NODE_ARGS[2]} >"$OUT/data-i-node-3-restart.log" 2>&1 &
+PIDS+=("$!")
+wait_port "${K[2]}"
+end=$(date +%s.%N)
+echo "restart of a node with $IDLE_PARTITIONS partition replicas: serving Kafka after $(python3 -c "print(round($end-$start,2))") s" | tee -a "$OUT/idle.txt" >&2
+stopall
+log "results in $OUT"
