@@ -92,6 +92,36 @@ async function member (kafka, req) {
   return new Promise(() => {}) // runs until SIGTERM
 }
 
+// produceStream produces until SIGTERM (the cluster failover test): record
+// i has key and value "k%07d" and goes to partition i % partitions; one
+// JSON line per acknowledged or failed record, then it disconnects. Sends
+// are sequential batches of one record per partition: an idempotent kafkajs
+// producer allows one request in flight.
+async function produceStream (kafka, req) {
+  const emit = o => process.stdout.write(JSON.stringify(o) + '\n')
+  let stop = false
+  process.on('SIGTERM', () => { stop = true })
+  const p = kafka.producer({ idempotent: !!req.idempotent, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+  await p.connect()
+  let i = 0
+  while (!stop) {
+    const keys = []
+    for (let part = 0; part < req.partitions; part++, i++) keys.push('k' + String(i).padStart(7, '0'))
+    const messages = keys.map((k, j) => ({ key: k, value: k, partition: j }))
+    try {
+      const meta = await p.send({ topic: req.topic, acks: -1, messages })
+      const base = {}
+      for (const m of meta) base[m.partition] = Number(m.baseOffset)
+      keys.forEach((k, j) => emit({ ev: 'ack', key: k, partition: j, offset: base[j] }))
+    } catch (e) {
+      keys.forEach(k => emit({ ev: 'error', key: k, msg: String(e) }))
+    }
+    await new Promise(resolve => setTimeout(resolve, req.pause_ms))
+  }
+  await p.disconnect()
+  emit({ ev: 'done', sent: i })
+}
+
 // consume reads n records from the start of every partition as the only
 // member of a fresh group (kafkajs has no manual assignment).
 async function consume (kafka, req) {
@@ -123,11 +153,12 @@ async function consume (kafka, req) {
 async function main () {
   const req = JSON.parse(require('fs').readFileSync(0, 'utf8'))
   if (req.op === 'version') return { version: require('kafkajs/package.json').version }
-  const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: [req.bootstrap], logLevel: logLevel.ERROR })
+  const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: [req.bootstrap], logLevel: logLevel.ERROR, retry: req.retry })
   if (req.op === 'produce') return produce(kafka, req)
   if (req.op === 'member') return member(kafka, req)
   if (req.op === 'consume') return consume(kafka, req)
+  if (req.op === 'produce_stream') return produceStream(kafka, req)
   return admin(kafka, req)
 }
 
-main().then(r => { process.stdout.write(JSON.stringify(r)) }, e => { console.error(e); process.exit(1) })
+main().then(r => { if (r !== undefined) process.stdout.write(JSON.stringify(r)) }, e => { console.error(e); process.exit(1) })
