@@ -93,9 +93,9 @@ var updateDoc = flag.Bool("update", false, "rewrite docs/COMPATIBILITY-CLUSTER.m
 // has a generous deadline and only the count matters.
 const (
 	failoverPartitions = 3
-	ackedBeforeKill    = 150 // records acknowledged before the leader is killed
-	p0AfterKill        = 30  // partition-0 records acknowledged by the new leader
-	ackedAfterRestart  = 90  // records acknowledged after the old leader is back
+	ackedBeforeKill    = 300 // records acknowledged before the leader is killed
+	p0AfterKill        = 50  // partition-0 records acknowledged by the new leader
+	ackedAfterRestart  = 200 // records acknowledged after the old leader is back
 	progressDeadline   = 60 * time.Second
 )
 
@@ -226,7 +226,9 @@ func runFailover(t *testing.T, c *cluster, fc failoverClient, o *outcome) {
 	_, p0AtKill := d.counts()
 	t.Logf("kill -9 node %d (leader of %s-0); %s bootstraps from node %d", leader.id, topic, fc.name, boot.id)
 	c.kill(leader)
+	killed := time.Now()
 	wait("no partition-0 acknowledgement from a new leader after the kill", func(_, p0 int) bool { return p0 >= p0AtKill+p0AfterKill })
+	t.Logf("partition 0 acknowledged %d more records %v after the kill", p0AfterKill, time.Since(killed).Round(10*time.Millisecond))
 	c.restart(leader)
 	total, _ := d.counts()
 	wait("after the old leader restarted", func(n, _ int) bool { return n >= total+ackedAfterRestart })
@@ -244,22 +246,19 @@ func runFailover(t *testing.T, c *cluster, fc failoverClient, o *outcome) {
 	for p := int32(0); p < failoverPartitions; p++ {
 		c.leaderOf(topic, p)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	lo, err := kadm.NewClient(c.client()).ListEndOffsets(ctx, topic)
-	cancel()
-	must(t, err, "end offsets")
-	ends := map[int32]int64{}
+	ends := endOffsets(t, c, topic)
 	stored := int64(0)
-	lo.Each(func(l kadm.ListedOffset) { ends[l.Partition] = l.Offset; stored += l.Offset })
+	for _, e := range ends {
+		stored += e
+	}
 	// Consume through the restarted node: it must serve metadata again.
 	read, err := fc.consume(t, leader.kafka, topic, ends)
-	if err != nil {
-		failf("%s: consume: %v", fc.name, err)
-	}
-
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	o.acked, o.read, o.gaveUp, o.p0 = len(d.acked), len(read), len(d.failed), d.perPart[0]
+	if err != nil {
+		failf("%s: consume: %v", fc.name, err)
+	}
 	seen := map[string]readRec{}
 	for _, r := range read {
 		if _, dup := seen[r.key]; dup {
@@ -309,6 +308,34 @@ func runFailover(t *testing.T, c *cluster, fc failoverClient, o *outcome) {
 	}
 }
 
+// endOffsets lists a topic's end offsets, retrying while a partition is
+// between leaders: a node that has just restarted may win an election after
+// the metadata named another leader, and LEADER_NOT_AVAILABLE or
+// NOT_LEADER_OR_FOLLOWER are retriable answers in the meantime.
+func endOffsets(t *testing.T, c *cluster, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(c.client())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lo, err := adm.ListEndOffsets(ctx, topic)
+		cancel()
+		if err == nil {
+			err = lo.Error()
+		}
+		if err == nil {
+			ends := map[int32]int64{}
+			lo.Each(func(l kadm.ListedOffset) { ends[l.Partition] = l.Offset })
+			return ends
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("end offsets of %s: %v", topic, err)
+		}
+		t.Logf("end offsets of %s: %v (retrying)", topic, err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func (nd *node) running() bool {
 	nd.mu.Lock()
 	done := nd.done
@@ -330,9 +357,9 @@ func renderClusterDoc(out map[string]*outcome) string {
 	b.WriteString("The cluster column of [COMPATIBILITY.md](COMPATIBILITY.md). `TestClusterClientsThroughFailover` starts three\n")
 	b.WriteString("`chronik server` processes (RF 3, one Raft group per partition). Each client gets its own topic (3 partitions,\n")
 	b.WriteString("replication factor 3, min.insync.replicas 2), bootstraps from one node and produces with acks=all, idempotently\n")
-	b.WriteString("where the client can. After 150 acknowledgements the leader of partition 0 is killed with SIGKILL; the client keeps\n")
-	b.WriteString("producing until partition 0 has acknowledged 30 more records through a new leader (*failover*); the killed node is\n")
-	b.WriteString("restarted and the client produces 90 more. Then the client consumes its topic from the beginning, bootstrapping from\n")
+	fmt.Fprintf(&b, "where the client can. After %d acknowledgements the leader of partition 0 is killed with SIGKILL; the client keeps\n", ackedBeforeKill)
+	fmt.Fprintf(&b, "producing until partition 0 has acknowledged %d more records through a new leader (*failover*); the killed node is\n", p0AfterKill)
+	fmt.Fprintf(&b, "restarted and the client produces %d more. Then the client consumes its topic from the beginning, bootstrapping from\n", ackedAfterRestart)
 	b.WriteString("the restarted node. *pass* means every record the client reported as acknowledged was read back by the client, at\n")
 	b.WriteString("the partition and offset it was given where the client reports offsets, the client read every stored record, and,\n")
 	b.WriteString("for an idempotent producer, none twice. The bootstrap node is never the one killed. Counts of each run are in the\n")
