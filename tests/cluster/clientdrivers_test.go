@@ -153,13 +153,15 @@ func streamScript(t *testing.T, argv []string, req map[string]any, stop <-chan s
 			Ev, Key, Msg string
 			Partition    int32
 			Offset       int64
-			Sent         int
+			Sent, N      int
 			Unreported   int
 		}
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			continue // a client library's own chatter
 		}
 		switch ev.Ev {
+		case "sent":
+			d.sentUpTo(ev.N)
 		case "ack":
 			d.ack(ev.Key, ev.Partition, ev.Offset)
 		case "error":
@@ -231,6 +233,7 @@ func kcatClient(t *testing.T) failoverClient {
 					mu.Lock()
 					sent = i + 1
 					mu.Unlock()
+					d.sentUpTo(i + 1)
 					time.Sleep(pauseMs * time.Millisecond)
 				}
 			}()
@@ -345,6 +348,7 @@ func saramaClient() failoverClient {
 					wg.Wait()
 					return nil
 				case p.Input() <- m:
+					d.sentUpTo(i + 1)
 				}
 				time.Sleep(pauseMs * time.Millisecond)
 			}
@@ -419,6 +423,7 @@ func kafkaGoClient() failoverClient {
 					msgs = append(msgs, kafka.Message{Key: []byte(key(i)), Value: []byte(key(i)), WriterData: i % failoverPartitions})
 					i++
 				}
+				d.sentUpTo(i)
 				err := w.WriteMessages(ctx, msgs...)
 				var werrs kafka.WriteErrors
 				switch {
@@ -493,6 +498,7 @@ func franzGoClient() failoverClient {
 					}
 					d.ack(k, r.Partition, r.Offset)
 				})
+				d.sentUpTo(i + 1)
 				time.Sleep(pauseMs * time.Millisecond)
 			}
 		},

@@ -137,8 +137,8 @@ def member(req):
 def produce_stream(req):
     """Produces until SIGTERM (the cluster failover test): record i has key
     and value "k%07d" and goes to partition i % partitions; one JSON line per
-    delivery report as it arrives, then flushes and reports how many records
-    the client still held."""
+    delivery report as it arrives and one ("sent") per record handed to the
+    client, then flushes and reports how many records the client still held."""
     import signal
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -165,6 +165,7 @@ def produce_stream(req):
             p.poll(0.1)
             continue
         i += 1
+        emit({"ev": "sent", "n": i})
         p.poll(req["pause_ms"] / 1000)
     left = p.flush(150)
     emit({"ev": "done", "sent": i, "unreported": left})

@@ -94,7 +94,8 @@ async function member (kafka, req) {
 
 // produceStream produces until SIGTERM (the cluster failover test): record
 // i has key and value "k%07d" and goes to partition i % partitions; one
-// JSON line per acknowledged or failed record, then it disconnects. Sends
+// JSON line per acknowledged or failed record and one ("sent") per batch
+// handed to the client, then it disconnects. Sends
 // are sequential batches of one record per partition: an idempotent kafkajs
 // producer allows one request in flight.
 async function produceStream (kafka, req) {
@@ -108,6 +109,7 @@ async function produceStream (kafka, req) {
     const keys = []
     for (let part = 0; part < req.partitions; part++, i++) keys.push('k' + String(i).padStart(7, '0'))
     const messages = keys.map((k, j) => ({ key: k, value: k, partition: j }))
+    emit({ ev: 'sent', n: i })
     try {
       const meta = await p.send({ topic: req.topic, acks: -1, messages })
       const base = {}

@@ -54,7 +54,8 @@ def consume(req):
 def produce_stream(req):
     """Produces until SIGTERM (the cluster failover test): record i has key
     and value "k%07d" and goes to partition i % partitions; one JSON line per
-    delivery report as it arrives, then flushes. kafka-python 2.0 retries
+    delivery report as it arrives and one ("sent") per record handed to the
+    client, then flushes. kafka-python 2.0 retries
     nothing unless told to, and has no idempotent producer."""
     import signal
     import threading
@@ -81,6 +82,7 @@ def produce_stream(req):
         f.add_callback(ok(k))
         f.add_errback(failed(k))
         i += 1
+        emit({"ev": "sent", "n": i})
         time.sleep(req["pause_ms"] / 1000)
     p.flush(150)
     p.close()
