@@ -94,10 +94,16 @@ async function member (kafka, req) {
 
 // produceStream produces until SIGTERM (the cluster failover test): record
 // i has key and value "k%07d" and goes to partition i % partitions; one
-// JSON line per acknowledged or failed record and one ("sent") per batch
-// handed to the client, then it disconnects. Sends
-// are sequential batches of one record per partition: an idempotent kafkajs
-// producer allows one request in flight.
+// JSON line per acknowledged or failed record and one ("sent") per record
+// handed to the client, then it disconnects.
+//
+// One record, so one partition, per send(): kafkajs 2.2.4 keeps each
+// broker's response across the retries of a send (sendMessages.js,
+// responsePerBroker) and sends only to brokers without one, so when a
+// partition's leader moves to a broker that already answered for another
+// partition of the same send, that partition's records are never resent and
+// send() still resolves. An ack is only reported for a partition that is in
+// send()'s result.
 async function produceStream (kafka, req) {
   const emit = o => process.stdout.write(JSON.stringify(o) + '\n')
   let stop = false
@@ -106,17 +112,17 @@ async function produceStream (kafka, req) {
   await p.connect()
   let i = 0
   while (!stop) {
-    const keys = []
-    for (let part = 0; part < req.partitions; part++, i++) keys.push('k' + String(i).padStart(7, '0'))
-    const messages = keys.map((k, j) => ({ key: k, value: k, partition: j }))
+    const k = 'k' + String(i).padStart(7, '0')
+    const partition = i % req.partitions
+    i++
     emit({ ev: 'sent', n: i })
     try {
-      const meta = await p.send({ topic: req.topic, acks: -1, messages })
-      const base = {}
-      for (const m of meta) base[m.partition] = Number(m.baseOffset)
-      keys.forEach((k, j) => emit({ ev: 'ack', key: k, partition: j, offset: base[j] }))
+      const meta = await p.send({ topic: req.topic, acks: -1, messages: [{ key: k, value: k, partition }] })
+      const m = meta.find(m => m.partition === partition)
+      if (m) emit({ ev: 'ack', key: k, partition, offset: Number(m.baseOffset) })
+      else emit({ ev: 'error', key: k, msg: 'send() resolved without a result for partition ' + partition })
     } catch (e) {
-      keys.forEach(k => emit({ ev: 'error', key: k, msg: String(e) }))
+      emit({ ev: 'error', key: k, msg: String(e) })
     }
     await new Promise(resolve => setTimeout(resolve, req.pause_ms))
   }
