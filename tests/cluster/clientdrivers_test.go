@@ -25,9 +25,8 @@ import (
 
 // The client scripts of the compat tests (tests/compat/clients) serve this
 // test too: their produce_stream op and their consume op.
-var scriptsDir = filepath.Join("..", "compat", "clients")
-
 const (
+	scriptsDir = "../compat/clients"
 	python     = "/usr/bin/python3"
 	installMsg = "install the compat clients with make compat-tools (apt: kcat python3-confluent-kafka python3-kafka; npm: kafkajs in tests/compat/clients)"
 	// pauseMs paces the producers: a few hundred records a second keeps two
@@ -403,7 +402,9 @@ func (partitionOf) Balance(m kafka.Message, _ ...int) int { return m.WriterData.
 
 func kafkaGoClient() failoverClient {
 	return failoverClient{name: "segmentio/kafka-go", version: "v0.4.51", idempotent: false,
-		caveat: "the Writer reports no offsets: acknowledged records are checked by key",
+		caveat: "the Writer reports no offsets: acknowledged records are checked by key; it does not retry a record whose partition has no " +
+			"leader in the metadata (leader -1, LEADER_NOT_AVAILABLE, as Chronik answers while the partition's Raft group elects one): such " +
+			"records are reported failed to the application, not acknowledged",
 		produce: func(t *testing.T, bootstrap, topic string, stop <-chan struct{}, d *deliveries) error {
 			w := &kafka.Writer{Addr: kafka.TCP(bootstrap), Topic: topic, Balancer: partitionOf{}, RequiredAcks: kafka.RequireAll,
 				BatchTimeout: 5 * time.Millisecond, BatchSize: 30, MaxAttempts: 30, WriteBackoffMin: 100 * time.Millisecond, WriteBackoffMax: time.Second,
