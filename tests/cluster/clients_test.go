@@ -420,4 +420,3 @@ func renderClusterDoc(out map[string]*outcome) string {
 	}
 	return b.String()
 }
-
