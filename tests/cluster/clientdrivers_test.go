@@ -175,8 +175,11 @@ func streamScript(t *testing.T, argv []string, req map[string]any, stop <-chan s
 	}
 	err = cmd.Wait()
 	close(exited)
-	if err != nil || !done {
-		return fmt.Errorf("%s produce_stream: %v, done reported: %v\n%s", strings.Join(argv, " "), err, done, tail(stderr.String()))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s produce_stream: %w\n%s", strings.Join(argv, " "), err, tail(stderr.String()))
+	case !done:
+		return fmt.Errorf("%s produce_stream exited without reporting done\n%s", strings.Join(argv, " "), tail(stderr.String()))
 	}
 	return nil
 }
