@@ -91,7 +91,7 @@ func failoverClients(t *testing.T) []failoverClient {
 		map[string]any{"retry": map[string]any{"retries": 15, "initialRetryTime": 100, "maxRetryTime": 3000}})
 	out[len(out)-1].caveat = "one record per send(): kafkajs 2.2.4 resolves a send() of several partitions without resending the records of a partition " +
 		"whose leader moved to a broker that had already answered for another partition of that send (it keeps each broker's response across " +
-		"retries), so those records are reported sent and never written; seen here with one record lost per such failover"
+		"retries), so those records are reported sent and never written (seen in this test, one record lost, before it sent one record at a time)"
 	out = append(out, kcatClient(t), saramaClient(), kafkaGoClient(), franzGoClient())
 	return out
 }

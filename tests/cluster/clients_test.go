@@ -181,7 +181,10 @@ func topicSlug(s string) string {
 }
 
 // runFailover is the scenario for one client on the shared cluster.
-func runFailover(t *testing.T, c *cluster, fc failoverClient, o *outcome) {
+func runFailover(t *testing.T, shared *cluster, fc failoverClient, o *outcome) {
+	// The same nodes, seen from the subtest: the harness fails and cleans
+	// up through its t, which must be the test running this goroutine.
+	c := &cluster{t: t, nodes: shared.nodes}
 	failf := func(format string, args ...any) {
 		t.Helper()
 		if o.why == "" {
