@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), re
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
 	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster)
 
-test-cluster: ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load (TestCluster*)
+test-cluster: compat-tools ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load, every real client through a leader failover (TestCluster*; checks docs/COMPATIBILITY-CLUSTER.md)
 	$(GO) test -count=1 -timeout 15m -v ./tests/cluster 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
 
 test-load: ## the flood (backpressure) and hostile-clients tests against a broker process; the scaled stress profile through gateway and drain
@@ -47,6 +47,9 @@ test-compat: compat-tools ## every real Kafka client against a broker; checks do
 
 compat-doc: compat-tools ## rewrite docs/COMPATIBILITY.md from a run of the compat tests
 	$(GO) test -count=1 -timeout 20m ./tests/compat -update
+
+cluster-doc: compat-tools ## rewrite docs/COMPATIBILITY-CLUSTER.md from a run of every client through a leader failover
+	$(GO) test -count=1 -timeout 10m -v -run TestClusterClients ./tests/cluster -update 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
 
 test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}

@@ -81,6 +81,8 @@ func (m *matrix) render() string {
 	b.WriteString("is processed at least once and none is skipped (members commit after processing). *static member* kills a member with\n")
 	b.WriteString("a group.instance.id and restarts it: it gets a new member id and its old partitions back, and the other member sees no\n")
 	b.WriteString("rebalance. n/a means the client has no such feature.\n\n")
+	b.WriteString("The cluster column (each client producing and consuming through a leader failover on three nodes) is\n")
+	b.WriteString("[COMPATIBILITY-CLUSTER.md](COMPATIBILITY-CLUSTER.md), written by `go test ./tests/cluster` (`make cluster-doc`).\n\n")
 	clients := make([]string, 0, len(m.cells))
 	for c := range m.cells {
 		clients = append(clients, c)

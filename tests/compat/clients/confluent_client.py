@@ -134,6 +134,43 @@ def member(req):
     return None
 
 
+def produce_stream(req):
+    """Produces until SIGTERM (the cluster failover test): record i has key
+    and value "k%07d" and goes to partition i % partitions; one JSON line per
+    delivery report as it arrives and one ("sent") per record handed to the
+    client, then flushes and reports how many records the client still held."""
+    import signal
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def emit(o):
+        print(json.dumps(o), flush=True)
+
+    p = Producer({"bootstrap.servers": req["bootstrap"], "acks": "all", "enable.idempotence": req["idempotent"],
+                  "linger.ms": 5, "message.timeout.ms": 120000})
+
+    def report(err, msg):
+        k = msg.key().decode()
+        if err:
+            emit({"ev": "error", "key": k, "msg": str(err)})
+        else:
+            emit({"ev": "ack", "key": k, "partition": msg.partition(), "offset": msg.offset()})
+
+    i = 0
+    while not stop:
+        k = "k%07d" % i
+        try:
+            p.produce(req["topic"], key=k, value=k, partition=i % req["partitions"], on_delivery=report)
+        except BufferError:
+            p.poll(0.1)
+            continue
+        i += 1
+        emit({"ev": "sent", "n": i})
+        p.poll(req["pause_ms"] / 1000)
+    left = p.flush(150)
+    emit({"ev": "done", "sent": i, "unreported": left})
+
+
 def admin(req):
     a = AdminClient({"bootstrap.servers": req["bootstrap"]})
     op, topic = req["op"], req["topic"]
@@ -163,9 +200,9 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": "%s, librdkafka %s" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])}))
         return
-    fn = {"produce": produce, "consume": consume, "member": member}.get(req["op"], admin)
+    fn = {"produce": produce, "consume": consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
     out = fn(req)
-    if req["op"] != "member":
+    if req["op"] not in ("member", "produce_stream"):
         print(json.dumps(out))
 
 

@@ -92,6 +92,44 @@ async function member (kafka, req) {
   return new Promise(() => {}) // runs until SIGTERM
 }
 
+// produceStream produces until SIGTERM (the cluster failover test): record
+// i has key and value "k%07d" and goes to partition i % partitions; one
+// JSON line per acknowledged or failed record and one ("sent") per record
+// handed to the client, then it disconnects.
+//
+// One record, so one partition, per send(): kafkajs 2.2.4 keeps each
+// broker's response across the retries of a send (sendMessages.js,
+// responsePerBroker) and sends only to brokers without one, so when a
+// partition's leader moves to a broker that already answered for another
+// partition of the same send, that partition's records are never resent and
+// send() still resolves. An ack is only reported for a partition that is in
+// send()'s result.
+async function produceStream (kafka, req) {
+  const emit = o => process.stdout.write(JSON.stringify(o) + '\n')
+  let stop = false
+  process.on('SIGTERM', () => { stop = true })
+  const p = kafka.producer({ idempotent: !!req.idempotent, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+  await p.connect()
+  let i = 0
+  while (!stop) {
+    const k = 'k' + String(i).padStart(7, '0')
+    const partition = i % req.partitions
+    i++
+    emit({ ev: 'sent', n: i })
+    try {
+      const meta = await p.send({ topic: req.topic, acks: -1, messages: [{ key: k, value: k, partition }] })
+      const m = meta.find(m => m.partition === partition)
+      if (m) emit({ ev: 'ack', key: k, partition, offset: Number(m.baseOffset) })
+      else emit({ ev: 'error', key: k, msg: 'send() resolved without a result for partition ' + partition })
+    } catch (e) {
+      emit({ ev: 'error', key: k, msg: String(e) })
+    }
+    await new Promise(resolve => setTimeout(resolve, req.pause_ms))
+  }
+  await p.disconnect()
+  emit({ ev: 'done', sent: i })
+}
+
 // consume reads n records from the start of every partition as the only
 // member of a fresh group (kafkajs has no manual assignment).
 async function consume (kafka, req) {
@@ -123,11 +161,12 @@ async function consume (kafka, req) {
 async function main () {
   const req = JSON.parse(require('fs').readFileSync(0, 'utf8'))
   if (req.op === 'version') return { version: require('kafkajs/package.json').version }
-  const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: [req.bootstrap], logLevel: logLevel.ERROR })
+  const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: [req.bootstrap], logLevel: logLevel.ERROR, retry: req.retry })
   if (req.op === 'produce') return produce(kafka, req)
   if (req.op === 'member') return member(kafka, req)
   if (req.op === 'consume') return consume(kafka, req)
+  if (req.op === 'produce_stream') return produceStream(kafka, req)
   return admin(kafka, req)
 }
 
-main().then(r => { process.stdout.write(JSON.stringify(r)) }, e => { console.error(e); process.exit(1) })
+main().then(r => { if (r !== undefined) process.stdout.write(JSON.stringify(r)) }, e => { console.error(e); process.exit(1) })

@@ -51,6 +51,44 @@ def consume(req):
     return got
 
 
+def produce_stream(req):
+    """Produces until SIGTERM (the cluster failover test): record i has key
+    and value "k%07d" and goes to partition i % partitions; one JSON line per
+    delivery report as it arrives and one ("sent") per record handed to the
+    client, then flushes. kafka-python 2.0 retries
+    nothing unless told to, and has no idempotent producer."""
+    import signal
+    import threading
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    lock = threading.Lock()
+
+    def emit(o):
+        with lock:
+            print(json.dumps(o), flush=True)
+
+    p = KafkaProducer(bootstrap_servers=req["bootstrap"], acks="all", linger_ms=5, retries=1000, retry_backoff_ms=200)
+
+    def ok(k):
+        return lambda md: emit({"ev": "ack", "key": k, "partition": md.partition, "offset": md.offset})
+
+    def failed(k):
+        return lambda e: emit({"ev": "error", "key": k, "msg": repr(e)})
+
+    i = 0
+    while not stop:
+        k = "k%07d" % i
+        f = p.send(req["topic"], key=k.encode(), value=k.encode(), partition=i % req["partitions"])
+        f.add_callback(ok(k))
+        f.add_errback(failed(k))
+        i += 1
+        emit({"ev": "sent", "n": i})
+        time.sleep(req["pause_ms"] / 1000)
+    p.flush(150)
+    p.close()
+    emit({"ev": "done", "sent": i})
+
+
 def admin(req):
     a = KafkaAdminClient(bootstrap_servers=req["bootstrap"])
     op, topic = req["op"], req["topic"]
@@ -132,9 +170,9 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": kafka.__version__}))
         return
-    fn = {"produce": produce, "consume": consume, "member": member}.get(req["op"], admin)
+    fn = {"produce": produce, "consume": consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
     out = fn(req)
-    if req["op"] != "member":
+    if req["op"] not in ("member", "produce_stream"):
         print(json.dumps(out))
 
 
