@@ -34,23 +34,23 @@ func (s *Server) ControllerID() int32 {
 }
 
 // Leader returns a partition's leader and epoch, or -1 and -1: from the
-// local replica's Raft group, or, for a partition this node does not host,
-// from the leadership its leader recorded in the metadata log.
+// local replica's Raft group where this node hosts an open one that knows
+// its leader; otherwise (no local replica, not open yet, or an election
+// running) the last leadership recorded in the metadata log, as Kafka
+// keeps naming the last leader until a new one is known, so clients retry
+// there instead of giving up on LEADER_NOT_AVAILABLE.
 func (s *Server) Leader(topic string, index int32) (int32, int32) {
-	p, ok := s.Partition(topic, index)
-	if !ok {
-		if t, ok := s.meta.Topic(topic); ok && index >= 0 && int(index) < len(t.Partitions) && !s.hosts(t.Partitions[index]) {
-			if mp := t.Partitions[index]; mp.Epoch > 0 {
-				return mp.Leader, mp.Epoch
-			}
+	if p, ok := s.Partition(topic, index); ok {
+		if st := p.Group.Status(); st.Leader != 0 {
+			return int32(st.Leader), int32(st.Term)
 		}
-		return -1, -1
 	}
-	st := p.Group.Status()
-	if st.Leader == 0 {
-		return -1, -1
+	if t, ok := s.meta.Topic(topic); ok && index >= 0 && int(index) < len(t.Partitions) {
+		if mp := t.Partitions[index]; mp.Epoch > 0 {
+			return mp.Leader, mp.Epoch
+		}
 	}
-	return int32(st.Leader), int32(st.Term)
+	return -1, -1
 }
 
 // InSync returns a partition's in-sync replicas: the leader's own view when
