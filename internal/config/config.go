@@ -70,15 +70,15 @@ type Config struct {
 	LagPerPartition bool
 	LagMaxSeries    int
 
-	NumPartitions         int32
-	AutoCreateTopics      bool
-	RetentionMs           int64
-	RetentionBytes        int64
-	SegmentBytes          int64
-	SegmentMs             int64
+	NumPartitions    int32
+	AutoCreateTopics bool
+	RetentionMs      int64
+	RetentionBytes   int64
+	SegmentBytes     int64
+	SegmentMs        int64
 	// ScrubBytesPerSecond bounds the background CRC check of sealed
 	// segments (0: no scrub).
-	ScrubBytesPerSecond int64
+	ScrubBytesPerSecond   int64
 	SocketRequestMaxBytes int32
 	// SocketRequestTimeoutMs bounds how long a started request frame may
 	// take to arrive whole; ConnectionsMaxIdleMs closes connections that
