@@ -71,7 +71,10 @@ headers; *_b64 for bytes that are not UTF-8).`,
 			if err != nil {
 				return err
 			}
-			opts := []kgo.Opt{kgo.FetchMaxWait(500 * time.Millisecond)}
+			// Retryable fetch errors are kept so that KAFKA_STORAGE_ERROR
+			// (a damaged or failed log on the broker) ends the command
+			// with the reason instead of a silent wait for ever.
+			opts := []kgo.Opt{kgo.FetchMaxWait(500 * time.Millisecond), kgo.KeepRetryableFetchErrors()}
 			// The partitions read, each with its end offset at start (for -e).
 			remaining := map[int32]int64{}
 			ends.Each(func(o kadm.ListedOffset) {
@@ -146,8 +149,15 @@ func consumeLoop(ctx context.Context, out io.Writer, cons *kgo.Client, c *common
 		}
 		fs := cons.PollRecords(ctx, max(count-n, 0))
 		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
+		fs.EachError(func(topic string, p int32, err error) {
+			switch {
+			case errors.Is(err, context.Canceled) || ferr != nil:
+			case errors.Is(err, kerr.KafkaStorageError):
+				ferr = fmt.Errorf("partition %s-%d: %w", topic, p, err)
+			case kerr.IsRetriable(err):
+				// Kept only for the storage error above: the client
+				// retries these itself (a leader moving, metadata lag).
+			default:
 				ferr = err
 			}
 		})

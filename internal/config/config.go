@@ -70,12 +70,15 @@ type Config struct {
 	LagPerPartition bool
 	LagMaxSeries    int
 
-	NumPartitions         int32
-	AutoCreateTopics      bool
-	RetentionMs           int64
-	RetentionBytes        int64
-	SegmentBytes          int64
-	SegmentMs             int64
+	NumPartitions    int32
+	AutoCreateTopics bool
+	RetentionMs      int64
+	RetentionBytes   int64
+	SegmentBytes     int64
+	SegmentMs        int64
+	// ScrubBytesPerSecond bounds the background CRC check of sealed
+	// segments (0: no scrub).
+	ScrubBytesPerSecond   int64
 	SocketRequestMaxBytes int32
 	// SocketRequestTimeoutMs bounds how long a started request frame may
 	// take to arrive whole; ConnectionsMaxIdleMs closes connections that
@@ -234,6 +237,8 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseSize(v, 14, 1<<31-1, &c.SegmentBytes) }},
 		{key: "log.roll.ms", flag: "segment-ms", env: []string{"CHRONIK_SEGMENT_MS"}, def: "604800000", usage: "default segment.ms: roll a segment older than this",
 			set: func(c *Config, v string) error { return parseInt64(v, 1, 1<<62, &c.SegmentMs) }},
+		{key: "log.scrub.bytes.per.second", flag: "scrub-bytes-per-second", env: []string{"CHRONIK_SCRUB_BYTES_PER_SECOND"}, def: "16777216", usage: "read sealed segments in the background at most this fast to check their CRCs, so that damage takes its partition offline before a reader meets it (KB/MB/GB suffixes accepted; 0: off)",
+			set: func(c *Config, v string) error { return parseSize(v, 0, 1<<40, &c.ScrubBytesPerSecond) }},
 		{key: "socket.request.max.bytes", flag: "socket-request-max-bytes", env: []string{"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, def: "104857600", usage: "largest request frame accepted",
 			set: func(c *Config, v string) error { return parseInt32(v, 1024, 1<<31-1, &c.SocketRequestMaxBytes) }},
 		{key: "socket.request.timeout.ms", flag: "socket-request-timeout-ms", env: []string{"CHRONIK_SOCKET_REQUEST_TIMEOUT_MS"}, def: "30000", usage: "a request frame whose bytes stop arriving for this long closes its connection (stalled or slowloris clients)",

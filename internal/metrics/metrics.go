@@ -51,6 +51,8 @@ type Metrics struct {
 	WALBlockedSeconds  prometheus.Counter
 	SegmentRolls       prometheus.Counter
 	RetentionDeletions prometheus.Counter
+	ScrubBytes         prometheus.Counter
+	ScrubDamage        prometheus.Counter
 	// Replication: elections won and in-sync replica changes of the
 	// partitions this node leads.
 	LeaderElections prometheus.Counter
@@ -103,6 +105,8 @@ func New(reg *prometheus.Registry) *Metrics {
 	m.ISRShrinks = f.counter("chronik_isr_shrinks_total", "Times a partition this node leads lost an in-sync replica (its durable log fell behind for replica.lag.time.max.ms).")
 	m.ISRExpands = f.counter("chronik_isr_expands_total", "Times a partition this node leads regained an in-sync replica.")
 	m.RetentionDeletions = f.counter("chronik_segments_cleaned_total", "Segments deleted by retention (time or size).")
+	m.ScrubBytes = f.counter("chronik_scrub_bytes_total", "Bytes of sealed segments whose CRCs the background scrub checked (log.scrub.bytes.per.second).")
+	m.ScrubDamage = f.counter("chronik_scrub_damage_found_total", "Partition logs in which the background scrub found damage (each is taken offline).")
 	m.Rebalances = f.counterVec("chronik_group_rebalances_total", "Group rebalances started, by protocol (classic, consumer).", "protocol")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -157,7 +157,10 @@ func (s *Server) removeTrash() error {
 // reason, which /readyz, Metadata (KAFKA_STORAGE_ERROR) and
 // chronik_partitions{state="offline"} report; the other partitions serve
 // on. A corrupt log is taken offline for good: reopening cannot repair
-// it. The first open's outcome goes to opened; a failed first open is not
+// it. Corruption found while serving (a read's CRC check or the scrub)
+// stops the group at once through the log's OnDamage, so that clients
+// learn it from Metadata instead of retrying a storage error for ever.
+// The first open's outcome goes to opened; a failed first open is not
 // an error there (start-up must not fail for one partition), only an
 // offline partition to retry.
 func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition, opened chan<- error) error {
@@ -171,9 +174,15 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition,
 	}
 	backoff := time.Second
 	for {
-		p, err := s.startPartition(t, mp)
+		// The group runs under its own context so that damage found by
+		// a reader (any goroutine) can stop it: cancel only signals, the
+		// group's loop does the stopping, and supervise (its owner) takes
+		// the partition offline once Run has returned.
+		runCtx, stop := context.WithCancelCause(ctx)
+		p, err := s.startPartition(t, mp, stop)
 		switch {
 		case errors.Is(err, storage.ErrCorrupt):
+			stop(nil)
 			s.setOffline(name, err, false)
 			report(nil)
 			return nil
@@ -183,7 +192,7 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition,
 		default:
 			report(nil)
 			backoff = time.Second // it served: a later failure starts over
-			runErr := p.Group.Run(ctx)
+			runErr := p.Group.Run(runCtx)
 			s.host.Remove(mp.Group)
 			s.mu.Lock()
 			delete(s.parts, name)
@@ -198,14 +207,17 @@ func (s *Server) supervise(ctx context.Context, t meta.Topic, mp meta.Partition,
 				runErr = cerr
 			}
 			if ctx.Err() != nil {
+				stop(nil)
 				return nil
 			}
 			if damaged != nil {
+				stop(nil)
 				s.setOffline(name, damaged, false)
 				return nil
 			}
 			err = runErr
 		}
+		stop(nil)
 		s.setOffline(name, fmt.Errorf("%w (retrying in %s)", err, backoff), true)
 		select {
 		case <-ctx.Done():
@@ -234,8 +246,9 @@ func partitionConfigFor(e configs.Effective) partition.Config {
 }
 
 // startPartition opens a partition's log, recovers its producer state and
-// builds its group.
-func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Partition, error) {
+// builds its group. onDamage is called once when a read or the scrub finds
+// the log damaged; it must not block.
+func (s *Server) startPartition(t meta.Topic, mp meta.Partition, onDamage func(error)) (*partition.Partition, error) {
 	name := partitionLogName(t.Name, mp.Index)
 	dir := filepath.Join(s.cfg.DataDir, "logs", name)
 	if err := s.claimDir(dir, mp.Group); err != nil {
@@ -243,7 +256,7 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition) (*partition.Par
 	}
 	eff := s.effective(t)
 	opts := logOptionsFor(eff)
-	opts.Meta, opts.Logger, opts.OnRoll = PartitionMeta, s.log, s.metrics.SegmentRolls.Inc
+	opts.Meta, opts.Logger, opts.OnRoll, opts.OnDamage = PartitionMeta, s.log, s.metrics.SegmentRolls.Inc, onDamage
 	l, err := storage.Open(dir, s.committer, opts)
 	if err != nil {
 		return nil, err

@@ -229,6 +229,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
 	s.groups.Go("checkpointer", false, s.checkpointLoop)
 	s.groups.Go("retention", false, s.retentionLoop)
+	if s.cfg.ScrubBytesPerSecond > 0 {
+		s.groups.Go("log-scrubber", false, s.scrubLoop)
+	}
 
 	var bytes int64
 	s.mu.RLock()

@@ -89,6 +89,12 @@ type Options struct {
 	// OnRoll, when set, is called after each segment roll (for metrics;
 	// under the log's lock: it must not block or call back into the log).
 	OnRoll func()
+	// OnDamage, when set, is called once, with the *CorruptionError, the
+	// first time a read or a scrub finds damaged bytes, so that the owner
+	// can take the log offline at once instead of waiting for its next
+	// restart. It is called without the log's lock held and must not
+	// block (a context's cancel is the intended use).
+	OnDamage func(error)
 }
 
 const (
@@ -234,11 +240,16 @@ func (l *Log) failLocked(err error) {
 func (l *Log) markCorrupt(file string, pos int64, err error) error {
 	ce := &CorruptionError{Log: l.name, File: file, Pos: pos, Reason: err.Error()}
 	l.mu.Lock()
-	if l.damaged == nil {
+	first := l.damaged == nil
+	if first {
 		l.damaged = ce
 		l.log.Error("corruption found while reading; the log must be taken offline", "file", file, "pos", pos, "err", err)
 	}
+	notify := l.opts.OnDamage
 	l.mu.Unlock()
+	if first && notify != nil {
+		notify(ce)
+	}
 	return ce
 }
 

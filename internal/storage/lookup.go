@@ -121,6 +121,11 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 				break
 			}
 			if err != nil {
+				if len(out) > 0 && errors.Is(err, ErrCorrupt) {
+					// Entries before the damage are good; raft accepts
+					// fewer than asked, and asks again at the damage.
+					return out, nil
+				}
 				return nil, l.readErr(err, lo)
 			}
 			if !h.kind.isEntry() || h.index < next {

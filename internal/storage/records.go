@@ -127,6 +127,14 @@ func (l *Log) ReadRecords(offset int64, maxBytes int, limit int64) ([]Batch, err
 				break
 			}
 			if err != nil {
+				if len(out) > 0 && errors.Is(err, ErrCorrupt) {
+					// The batches before the damage are good: serve them,
+					// as a reader of a damaged Kafka log gets everything
+					// up to the bad batch. The log is already marked
+					// damaged (its owner takes it offline); the next read,
+					// which starts at the damage, gets the error itself.
+					return out, nil
+				}
 				return nil, l.offsetReadErr(err, offset)
 			}
 			if !h.kind.isEntry() || h.offsetCount == 0 || h.endOffset() <= offset {
