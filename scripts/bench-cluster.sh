@@ -11,7 +11,7 @@
 #      uses over 30 s of no traffic, and the time a node takes to serve
 #      again after a restart with them.
 #
-# Usage: scripts/bench-cluster.sh   (DURATION=20 ROUNDS=2 IDLE_PARTITIONS=1000)
+# Usage: scripts/bench-cluster.sh   (DURATION=20 ROUNDS=2 IDLE_PARTITIONS=1000; IDLE_ONLY=1: part 2 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -63,6 +63,7 @@ bench() { # label brokers rf extra...
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); l=d["latency"]; print("%s: %.0f msg/s, p50 %.2f ms p99 %.2f ms, failed %d" % (sys.argv[2], d["msg_per_sec"], l["p50_us"]/1000, l["p99_us"]/1000, d["failed"]))' "$OUT/$label.json" "$label" | tee -a "$OUT/summary.txt" >&2
 }
 
+[ "${IDLE_ONLY:-0}" = 1 ] && ROUNDS=0
 for round in $(seq "$ROUNDS"); do
 	for mode in closed pipelined; do
 		extra=(-c 128)
@@ -79,7 +80,7 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-python3 - "$OUT" "$ROUNDS" <<'PY' | tee -a "$OUT/summary.txt" >&2
+[ "$ROUNDS" -gt 0 ] && python3 - "$OUT" "$ROUNDS" <<'PY' | tee -a "$OUT/summary.txt" >&2
 import json, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 for mode in ("closed", "pipelined"):
@@ -105,14 +106,19 @@ hz=$(getconf CLK_TCK)
 		echo "idle node $((i + 1)): $(python3 -c "print(round(100*($after-${before[$i]})/$hz/30,2))")% of one core over 30 s"
 	done
 } | tee "$OUT/idle.txt" >&2
-# Start-up time of a node with those partitions: stop node 3, start it, time to serving Kafka.
+# Start-up time of a node with those partitions: stop node 3 (SIGTERM), start
+# it, time until its /readyz says ready (every local replica open, knowing
+# its leader and caught up to what it knows committed).
 kill "${NODE_PIDS[2]}"; wait "${NODE_PIDS[2]}" 2>/dev/null || true
 start=$(date +%s.%N)
 # shellcheck disable=SC2086
 "$CHRONIK" ${NODE_ARGS[2]} >"$OUT/data-i-node-3-restart.log" 2>&1 &
 PIDS+=("$!")
-wait_port "${K[2]}"
+for _ in $(seq 3000); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${M[2]}/readyz")" = 200 ] && break
+	sleep 0.1
+done
 end=$(date +%s.%N)
-echo "restart of a node with $IDLE_PARTITIONS partition replicas: serving Kafka after $(python3 -c "print(round($end-$start,2))") s" | tee -a "$OUT/idle.txt" >&2
+echo "restart of a node with $IDLE_PARTITIONS partition replicas: /readyz ready after $(python3 -c "print(round($end-$start,2))") s" | tee -a "$OUT/idle.txt" >&2
 stopall
 log "results in $OUT"
