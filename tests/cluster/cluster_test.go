@@ -30,6 +30,27 @@ type acked struct {
 	recs map[string][2]int64
 }
 
+// count is how many records were acknowledged so far.
+func (a *acked) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.recs)
+}
+
+// progress waits until 200 more records are acknowledged (the producer
+// goes on after what just happened), failing after a minute.
+func (a *acked) progress(t *testing.T, what string) {
+	t.Helper()
+	n := a.count()
+	deadline := time.Now().Add(60 * time.Second)
+	for a.count() < n+200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no acks=all progress after %s (%d acknowledged)", what, a.count())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // produceUntil runs an idempotent acks=all producer (franz-go) until stop
 // closes, one record at a time per in-flight slot, and records every
 // acknowledgement. It returns how many sends failed for good.
@@ -141,18 +162,7 @@ func TestClusterFailoverLosesNothing(t *testing.T) {
 	stop := make(chan struct{})
 	failedc := make(chan int64, 1)
 	go func() { failedc <- produceUntil(t, c, topic, stop, a) }()
-	count := func() int { a.mu.Lock(); defer a.mu.Unlock(); return len(a.recs) }
-	progress := func(what string) {
-		t.Helper()
-		n := count()
-		deadline := time.Now().Add(60 * time.Second)
-		for count() < n+200 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no acks=all progress after %s (%d acknowledged)", what, count())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	progress := func(what string) { t.Helper(); a.progress(t, what) }
 	progress("start")
 
 	// (a) SIGKILL the leader of partition 0, then bring it back.
@@ -364,18 +374,7 @@ func TestClusterRollingAndColdRestart(t *testing.T) {
 	stop := make(chan struct{})
 	failedc := make(chan int64, 1)
 	go func() { failedc <- produceUntil(t, c, topic, stop, a) }()
-	count := func() int { a.mu.Lock(); defer a.mu.Unlock(); return len(a.recs) }
-	progress := func(what string) {
-		t.Helper()
-		n := count()
-		deadline := time.Now().Add(60 * time.Second)
-		for count() < n+200 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no acks=all progress after %s (%d acknowledged)", what, count())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	progress := func(what string) { t.Helper(); a.progress(t, what) }
 	progress("start")
 	for _, nd := range c.nodes {
 		t.Logf("rolling restart: node %d", nd.id)
@@ -384,8 +383,8 @@ func TestClusterRollingAndColdRestart(t *testing.T) {
 			t.Fatalf("node %d stopped without handing over its leaderships:\n%s", nd.id, out)
 		}
 		for _, line := range strings.Split(nd.output(), "\n") {
-			if strings.Contains(line, "leadership moved away") || strings.Contains(line, "leaderships not moved") {
-				t.Logf("node %d: %s", nd.id, line[strings.Index(line, "msg="):])
+			if _, msg, ok := strings.Cut(line, "msg="); ok && (strings.Contains(msg, "leadership moved away") || strings.Contains(msg, "leaderships not moved")) {
+				t.Logf("node %d: msg=%s", nd.id, msg)
 			}
 		}
 		progress(fmt.Sprintf("stopping node %d", nd.id))
