@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/meta"
 	"github.com/chronik-go/chronik/internal/partition"
@@ -273,4 +277,57 @@ func (s *Server) clusterNotReady() []string {
 		reasons = append(reasons, fmt.Sprintf("%d local partitions catching up", behind))
 	}
 	return reasons
+}
+
+// ErrDataLost is the start-up refusal of a node whose data directory was
+// lost while the cluster knows it.
+var ErrDataLost = errors.New("this node's data directory is empty, but the running cluster already registered this node id")
+
+// refuseIfWiped keeps a node that lost its data from voting. Raft's vote
+// trusts each voter's log: a voter whose log was wiped would vote for any
+// candidate, and could elect one that lacks entries it had itself
+// acknowledged, losing committed data. So a node whose metadata log is
+// empty asks the peers that already serve whether the cluster registered
+// its id before; if so it refuses to start (replace the node instead:
+// docs/CLUSTER.md). A node of a cluster being formed finds no peer
+// serving, or finds its id unregistered, and starts.
+func (s *Server) refuseIfWiped(ctx context.Context) error {
+	last, err := s.metaLog.LastIndex()
+	if err != nil || last > 0 {
+		return err
+	}
+	var seeds []string
+	for _, p := range s.cfg.Peers {
+		if p.ID != s.cfg.NodeID {
+			seeds = append(seeds, p.Kafka)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DialTimeout(time.Second), kgo.RequestRetries(0),
+		kgo.RetryTimeout(2*time.Second), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	md, err := kmsg.NewPtrMetadataRequest().RequestWith(qctx, cl)
+	if err != nil {
+		s.log.Info("data directory is new and no peer serves yet: joining as a founding member", "peers", len(seeds))
+		return nil
+	}
+	for _, b := range md.Brokers {
+		if b.NodeID == s.cfg.NodeID {
+			return fmt.Errorf("%w (cluster %s): a node that lost its data must not vote, or committed records could be lost; "+
+				"restore the data directory, or replace the node as docs/CLUSTER.md describes", ErrDataLost, strOr(md.ClusterID, "?"))
+		}
+	}
+	s.log.Info("data directory is new; the running cluster has not registered this node id yet: joining", "cluster_id", strOr(md.ClusterID, "?"))
+	return nil
+}
+
+func strOr(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
 }

@@ -302,6 +302,11 @@ func (s *Server) startMeta() error {
 	if err != nil {
 		return fmt.Errorf("metadata log: %w", err)
 	}
+	if s.cfg.IsCluster() {
+		if err := s.refuseIfWiped(s.groups.Context()); err != nil {
+			return err
+		}
+	}
 	s.meta = meta.NewState(configs.ValidateTopic, configs.ValidateBroker)
 	s.metaGroup, err = raftlog.NewGroup(raftlog.Config{
 		GroupID: meta.MetadataGroup, NodeID: uint64(s.cfg.NodeID), Voters: s.metaVoters(), Transport: s.tr,

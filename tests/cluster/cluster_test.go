@@ -660,3 +660,36 @@ func TestClusterFailoverTime(t *testing.T) {
 	}
 	checkNothingLost(t, a, readAll(t, c, topic))
 }
+
+// TestClusterWipedNodeRefusesToStart: a node whose data directory was lost
+// while the cluster knows it must not come back as an empty voter (its
+// vote could elect a leader without records it had acknowledged): it exits
+// with a clear error, and the two others keep serving acks=all.
+func TestClusterWipedNodeRefusesToStart(t *testing.T) {
+	c := startCluster(t, 3, "--min-insync-replicas", "2")
+	cl := c.client(kgo.DefaultProduceTopic("keep"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	createTopic(t, cl, "keep", 1, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	must(t, cl.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(), "produce")
+	victim := c.nodes[2]
+	c.kill(victim)
+	must(t, os.RemoveAll(victim.dir), "wipe the data directory")
+	must(t, os.MkdirAll(victim.dir, 0o755), "recreate it empty")
+	c.start(victim)
+	victim.mu.Lock()
+	done := victim.done
+	victim.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the wiped node did not refuse to start:\n%s", victim.output())
+	}
+	victim.mu.Lock()
+	code := victim.cmd.ProcessState.ExitCode()
+	victim.mu.Unlock()
+	if code == 0 || !strings.Contains(victim.output(), "data directory is empty, but the running cluster already registered this node id") {
+		t.Fatalf("wiped node exited with status %d:\n%s", code, victim.output())
+	}
+	must(t, cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(), "acks=all with the two healthy nodes")
+}
