@@ -8,8 +8,9 @@ package broker
 // metadata log, the partition's leader acts on it when it is applied (a
 // Raft leadership transfer), and the request waits, within its timeout,
 // until the preferred replica leads. Already led by it:
-// ELECTION_NOT_NEEDED; preferred replica out of sync:
-// PREFERRED_LEADER_NOT_AVAILABLE. Unclean elections (type 1) never pick an
+// ELECTION_NOT_NEEDED; preferred replica out of sync (the leader, which
+// holds the ISR, does not hand over; this node waits at most 3 s when its
+// own copy of the ISR says so): PREFERRED_LEADER_NOT_AVAILABLE. Unclean elections (type 1) never pick an
 // out-of-date replica here (only Raft elects leaders): a partition with a
 // leader answers ELECTION_NOT_NEEDED, one without
 // ELIGIBLE_LEADERS_NOT_AVAILABLE. Null topics means every partition.
@@ -43,9 +44,10 @@ func (b *Broker) handleElectLeaders(ctx context.Context, _ *conn, h *protocol.He
 		}
 	}
 	type pending struct {
-		out   *kmsg.ElectLeadersResponseTopicPartition
-		topic string
-		pref  int32
+		out    *kmsg.ElectLeadersResponseTopicPartition
+		topic  string
+		pref   int32
+		inSync bool // as far as this node knows
 	}
 	var waits []pending
 	for _, rt := range topics {
@@ -75,38 +77,53 @@ func (b *Broker) handleElectLeaders(ctx context.Context, _ *conn, h *protocol.He
 				setElectErr(op, kerr.ElectionNotNeeded)
 				continue
 			}
-			isr, ok := b.node.InSync(rt.Topic, idx)
-			if !ok {
-				isr = mp.Replicas
-			}
-			if leader < 0 || !slices.Contains(isr, pref) {
+			if leader < 0 {
 				setElectErr(op, kerr.PreferredLeaderNotAvailable)
 				continue
 			}
+			// The leader holds the authoritative ISR and decides; this
+			// node's copy may lag, so an out-of-sync answer here only
+			// shortens the wait.
+			isr, ok := b.node.InSync(rt.Topic, idx)
+			inSync := !ok || slices.Contains(isr, pref)
 			if _, err := b.node.ProposeMeta(ctx, &meta.Command{Op: meta.OpElectPreferred, Topic: rt.Topic, Partition: idx}); err != nil {
 				te := metaErr(err)
 				op.ErrorCode, op.ErrorMessage = te.code.Code, &te.msg
 				continue
 			}
-			waits = append(waits, pending{op, rt.Topic, pref})
+			waits = append(waits, pending{op, rt.Topic, pref, inSync})
 		}
 	}
 	for _, w := range waits {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if !w.inSync {
+			wctx, cancel = context.WithTimeout(ctx, outOfSyncElectionWait)
+		}
 		for {
 			if leader, _ := b.node.Leader(w.topic, w.out.Partition); leader == w.pref {
 				break
 			}
 			select {
-			case <-ctx.Done():
-				setElectErr(w.out, kerr.RequestTimedOut)
+			case <-wctx.Done():
+				if w.inSync {
+					setElectErr(w.out, kerr.RequestTimedOut)
+				} else {
+					setElectErr(w.out, kerr.PreferredLeaderNotAvailable)
+				}
 			case <-time.After(20 * time.Millisecond):
 				continue
 			}
 			break
 		}
+		cancel()
 	}
 	return result{resp: resp}
 }
+
+// outOfSyncElectionWait is how long a preferred election waits when this
+// node believes the preferred replica is out of sync (its view may lag the
+// leader's) before answering PREFERRED_LEADER_NOT_AVAILABLE.
+const outOfSyncElectionWait = 3 * time.Second
 
 func setElectErr(op *kmsg.ElectLeadersResponseTopicPartition, e *kerr.Error) {
 	op.ErrorCode = e.Code

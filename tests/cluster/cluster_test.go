@@ -216,11 +216,22 @@ func rawProduce(t *testing.T, cl *kgo.Client, topic string, timeout time.Duratio
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, int32(timeout.Milliseconds())
 	batch := records.Build(0, time.Now().UnixMilli(), []records.Record{{Value: []byte("x")}})
-	// Produce v13 names topics by id.
-	mdCtx, mdCancel := context.WithTimeout(context.Background(), 10*time.Second)
-	md, err := kadm.NewClient(cl).Metadata(mdCtx, topic)
-	mdCancel()
-	must(t, err, "metadata")
+	// Produce v13 names topics by id (asked until a live node answers:
+	// the client may try a dead one first).
+	var md kadm.Metadata
+	for start := time.Now(); ; {
+		mdCtx, mdCancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var err error
+		md, err = kadm.NewClient(cl).Metadata(mdCtx, topic)
+		mdCancel()
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("metadata: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	req.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, TopicID: md.Topics[topic].ID, Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: batch}}}}
 	deadline := time.Now().Add(timeout)
 	for {
