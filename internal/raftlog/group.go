@@ -22,6 +22,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chronik-go/chronik/internal/storage"
@@ -301,6 +302,9 @@ func (g *Group) Tick() {
 	}
 }
 
+// isrCheckTicks is how often (in ticks) a leader re-measures its ISR.
+const isrCheckTicks = 3
+
 // TransferLeadership asks the group, if this node leads it, to hand
 // leadership to voter to (Raft's leadership transfer: to catches up, then
 // campaigns at once). It does not wait; Status shows the outcome. A
@@ -357,9 +361,10 @@ type runState struct {
 	inflight int                  // appends submitted, not yet durable
 	// In-sync tracking, as leader: ticks counts Tick calls; caughtUp the
 	// tick at which each follower's durable log last reached the leader's.
-	ticks    uint64
-	caughtUp map[uint64]uint64
-	isr      []uint64
+	ticks      uint64
+	caughtUp   map[uint64]uint64
+	isr        []uint64
+	isrScratch []uint64
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -395,7 +400,9 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		case <-g.tickc:
 			s.rn.Tick()
 			s.ticks++
-			if s.leader && len(s.caughtUp) > 1 && g.trackISR(s) {
+			// The ISR is measured in units of the lag (30 s by default):
+			// checking every few ticks is plenty.
+			if s.leader && len(s.caughtUp) > 1 && s.ticks%isrCheckTicks == 0 && g.trackISR(s) {
 				g.publish(s)
 			}
 		case m := <-g.inbox:
@@ -790,24 +797,32 @@ func (g *Group) publish(s *runState) {
 // within the last ReplicaLagTicks ticks. It reports whether the set
 // changed. Run's goroutine only.
 func (g *Group) trackISR(s *runState) bool {
-	st := s.rn.Status()
-	self := st.Progress[g.cfg.NodeID]
-	var isr []uint64
-	for id, pr := range st.Progress {
-		if pr.IsLearner {
-			continue
+	// WithProgress visits the trackers without copying them (Status would
+	// allocate a map per call, for every led group, every check).
+	var selfMatch uint64
+	s.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == g.cfg.NodeID {
+			selfMatch = pr.Match
 		}
-		if id == g.cfg.NodeID || pr.Match >= self.Match {
+	})
+	isr := s.isrScratch[:0]
+	s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if typ == raft.ProgressTypeLearner {
+			return
+		}
+		if id == g.cfg.NodeID || pr.Match >= selfMatch {
 			s.caughtUp[id] = s.ticks
 		}
 		if s.ticks-s.caughtUp[id] <= uint64(g.cfg.ReplicaLagTicks) {
 			isr = append(isr, id)
 		}
-	}
+	})
 	slices.Sort(isr)
+	s.isrScratch = isr
 	if slices.Equal(isr, s.isr) {
 		return false
 	}
+	isr = slices.Clone(isr)
 	if s.isr != nil {
 		g.log.Info("in-sync replicas changed", "from", s.isr, "to", isr)
 	}

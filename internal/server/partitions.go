@@ -285,7 +285,7 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition, onDamage func(e
 	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
 		Meta: PartitionMeta, SM: p, OnLeader: onLeader, OnISRChange: onISR, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks(),
-		CampaignAtStart: len(mp.Replicas) > 1 && mp.Replicas[0] == s.cfg.NodeID})
+		CampaignAtStart: len(mp.Replicas) > 1 && mp.Replicas[0] == s.cfg.NodeID, HeartbeatTicks: partitionHeartbeatTicks})
 	if err != nil {
 		_ = l.Close()
 		return nil, err
@@ -298,6 +298,12 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition, onDamage func(e
 	s.mu.Unlock()
 	return p, nil
 }
+
+// partitionHeartbeatTicks: a partition leader heartbeats its followers
+// every 3 ticks (300 ms), not every tick: heartbeats of idle groups are
+// most of a cluster's idle cost, and the election timeout (10–20 ticks)
+// still spans three or more of them.
+const partitionHeartbeatTicks = 3
 
 func toInt32(ids []uint64) []int32 {
 	out := make([]int32, len(ids))
