@@ -82,7 +82,7 @@ func TestChaosSmoke(t *testing.T) {
 	s := seed(t)
 	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {
 		t.Run(string(f), func(t *testing.T) {
-			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 8 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3})
+			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3})
 		})
 	}
 }
