@@ -28,10 +28,10 @@ run: build ## start a standalone broker with data in ./data
 run-cluster: build ## start three nodes on 127.0.0.1 from cluster files (Kafka 19092-19094; data, configs and logs in ./data; Ctrl-C stops all)
 	./scripts/cluster-local.sh
 
-test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
+test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, chaos smoke, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-fuzz
+	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
 	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos)
