@@ -55,7 +55,7 @@ test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
 
 test-chaos: ## fault runs with the history checker: W1 on three nodes through kill -9 of a leader, SIGSTOP of a leader, a clean bounce, and on a standalone broker (TestChaos*; CHAOS_SEED= fixes the seed)
-	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos' ./tests/chaos $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED)) 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:|^ +(lost|unseen|duplicate|inconsistent|non-monotonic|watermark|stale|commit|failed|valid|operations)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos' ./tests/chaos $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED)) 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:|run.go:[0-9]+:|^ +(lost|unseen|duplicate|inconsistent|non-monotonic|watermark|stale|commit|failed|valid|operations)' ; exit $${PIPESTATUS[0]}
 
 SEED ?= 0
 DURATION ?= 60s

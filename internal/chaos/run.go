@@ -29,7 +29,11 @@ type RunConfig struct {
 	// Producers is the number of concurrent produce operations (each its
 	// own history process); 8 if zero.
 	Producers int
-	Logf      func(format string, args ...any)
+	// DeliveryTimeout bounds how long the producer retries a record (30 s
+	// if zero). A timeout shorter than a fault leaves produces with an
+	// unknown outcome, which is what exercises the checker's info path.
+	DeliveryTimeout time.Duration
+	Logf            func(format string, args ...any)
 }
 
 // Validate checks the configuration.
@@ -65,6 +69,9 @@ func ReplayCommand(cfg *RunConfig) string {
 	if cfg.EndOffsets {
 		s += " -end-offsets"
 	}
+	if cfg.DeliveryTimeout != 0 && cfg.DeliveryTimeout != 30*time.Second {
+		s += " -delivery-timeout " + cfg.DeliveryTimeout.String()
+	}
 	return s
 }
 
@@ -99,6 +106,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	if cfg.Producers == 0 {
 		cfg.Producers = 8
+	}
+	if cfg.DeliveryTimeout == 0 {
+		cfg.DeliveryTimeout = 30 * time.Second
 	}
 	rep := &Report{Seed: cfg.Seed, Faults: cfg.Faults, Nodes: cfg.Nodes, Duration: cfg.Duration.String(), Replay: ReplayCommand(&cfg),
 		History: filepath.Join(cfg.Dir, "history.jsonl")}
@@ -224,7 +234,7 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 	var clients []*kgo.Client
 	for range 2 {
 		cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.RecordDeliveryTimeout(30*time.Second), kgo.ProducerLinger(time.Millisecond))
+			kgo.RecordDeliveryTimeout(r.cfg.DeliveryTimeout), kgo.ProducerLinger(time.Millisecond))
 		if err != nil {
 			for _, c := range clients {
 				c.Close()
@@ -251,7 +261,7 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 				part := int32((p + i) % partitions)
 				v := fmt.Sprintf("p%d-%06d", p, i)
 				_ = r.hist.Write(Event{Process: p, Type: Invoke, F: Produce, Topic: r.topic, Partition: part, Value: v})
-				pctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+				pctx, cancel := context.WithTimeout(ctx, r.cfg.DeliveryTimeout+10*time.Second)
 				res := cl.ProduceSync(pctx, &kgo.Record{Topic: r.topic, Partition: part, Value: []byte(v)})
 				cancel()
 				e := Event{Process: p, F: Produce, Topic: r.topic, Partition: part, Value: v}

@@ -20,7 +20,7 @@ import (
 // way, with the command that replays it).
 var seedFlag = flag.Uint64("chaos.seed", 0, "seed of the fault schedules (0: from the clock)")
 
-func seed(t *testing.T) uint64 {
+func seed() uint64 {
 	if *seedFlag != 0 {
 		return *seedFlag
 	}
@@ -79,7 +79,7 @@ func keep(t *testing.T, rep *chaos.Report) {
 // leader, SIGSTOP of a leader past the election timeout, a clean bounce.
 // Zero anomalies allowed.
 func TestChaosSmoke(t *testing.T) {
-	s := seed(t)
+	s := seed()
 	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {
 		t.Run(string(f), func(t *testing.T) {
 			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3})
@@ -91,7 +91,7 @@ func TestChaosSmoke(t *testing.T) {
 // kill -9, SIGSTOP and a clean bounce of the only node; acks=all must
 // survive kill -9 because the broker answers only after the fsync.
 func TestChaosStandalone(t *testing.T) {
-	s := seed(t)
+	s := seed()
 	// One run per fault, as in the smoke test: a mix drawn from the seed
 	// could leave kill -9 out.
 	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {

@@ -41,6 +41,7 @@ func run() error {
 	duration := flag.Duration("duration", 60*time.Second, "length of the fault schedule")
 	faults := flag.String("faults", "f1,f2,f3", "faults: f1, f2, f3 or "+chaos.FormatFaults(chaos.AllFaults))
 	nodes := flag.Int("nodes", 3, "3 (cluster) or 1 (standalone)")
+	delivery := flag.Duration("delivery-timeout", 30*time.Second, "how long a record is retried; shorter than a fault leaves unknown outcomes")
 	endOffsets := flag.Bool("end-offsets", false, "poll end offsets during the run (W7)")
 	dir := flag.String("dir", "", "directory for data and the history (default: a new temporary directory, kept)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
@@ -69,7 +70,7 @@ func run() error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-	cfg := chaos.RunConfig{Seed: *seed, Duration: *duration, Faults: fs, Nodes: *nodes, Binary: bin, Dir: *dir, EndOffsets: *endOffsets, Logf: logf}
+	cfg := chaos.RunConfig{Seed: *seed, Duration: *duration, Faults: fs, Nodes: *nodes, Binary: bin, Dir: *dir, EndOffsets: *endOffsets, DeliveryTimeout: *delivery, Logf: logf}
 	logf("seed %d; replay: %s", *seed, chaos.ReplayCommand(&cfg))
 	rep, err := chaos.Run(ctx, cfg)
 	if err != nil {
