@@ -286,13 +286,18 @@ func (c *Cluster) Heal(ctx context.Context) error {
 // WaitReady polls every node's /readyz until it answers 200: on a cluster
 // node that means a metadata leader and every local replica caught up.
 func (c *Cluster) WaitReady(ctx context.Context) error {
+	// Its own transport, closed at the end, so no idle connection (and its
+	// goroutines) outlives the run.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	for _, nd := range c.Nodes {
 		for {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Metrics+"/readyz", http.NoBody)
 			if err != nil {
 				return fmt.Errorf("readyz: %w", err)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := hc.Do(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()

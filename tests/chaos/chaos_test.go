@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/chronik-go/chronik/internal/chaos"
 	"github.com/chronik-go/chronik/internal/testbroker"
 )
@@ -37,6 +39,9 @@ func run(t *testing.T, cfg chaos.RunConfig) *chaos.Report {
 	t.Logf("seed %d; replay: %s", cfg.Seed, chaos.ReplayCommand(&cfg))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	// Everything a run starts (clients, producers, process readers) must
+	// have ended when Run returns.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	rep, err := chaos.Run(ctx, cfg)
 	if err != nil {
 		keep(t, rep)
