@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,13 +28,13 @@ run: build ## start a standalone broker with data in ./data
 run-cluster: build ## start three nodes on 127.0.0.1 from cluster files (Kafka 19092-19094; data, configs and logs in ./data; Ctrl-C stops all)
 	./scripts/cluster-local.sh
 
-test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, brief fuzzing
+test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, chaos smoke, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-fuzz
+	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
-	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster)
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos)
 
 test-cluster: compat-tools ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load, every real client through a leader failover (TestCluster*; checks docs/COMPATIBILITY-CLUSTER.md)
 	$(GO) test -count=1 -timeout 15m -v ./tests/cluster 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
@@ -53,6 +53,16 @@ cluster-doc: compat-tools ## rewrite docs/COMPATIBILITY-CLUSTER.md from a run of
 
 test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
+
+test-chaos: ## fault runs with the history checker: W1 on three nodes through kill -9 of a leader, SIGSTOP of a leader, a clean bounce, and on a standalone broker (TestChaos*; CHAOS_SEED= fixes the seed)
+	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos' ./tests/chaos $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED)) 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:|run.go:[0-9]+:|^ +(lost|unseen|duplicate|inconsistent|non-monotonic|watermark|stale|commit|failed|valid|operations)' ; exit $${PIPESTATUS[0]}
+
+SEED ?= 0
+DURATION ?= 60s
+FAULTS ?= f1,f2,f3
+NODES ?= 3
+chaos: ## one randomized fault run by hand (SEED= DURATION=60s FAULTS=f1,f2,f3 NODES=3; SEED=0 draws one and prints it)
+	$(GO) run ./tests/chaos/cmd/chaos -seed $(SEED) -duration $(DURATION) -faults $(FAULTS) -nodes $(NODES)
 
 test-fuzz: ## run every fuzz target briefly (3,000 executions each)
 	FUZZTIME=$(FUZZTIME_TEST) FUZZMINIMIZETIME=$(FUZZMINIMIZE_TEST) ./scripts/fuzz-all.sh

@@ -1,0 +1,380 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BuildBinary builds cmd/chronik of the module that holds the working
+// directory into dir and returns the binary's path. The harness runs the
+// real binary because faults (kill -9, SIGSTOP) are faults of processes.
+func BuildBinary(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list: %w", err)
+	}
+	bin := filepath.Join(dir, "chronik")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/chronik")
+	cmd.Dir = strings.TrimSpace(string(out))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, b)
+	}
+	return bin, nil
+}
+
+// freePort returns a loopback address nobody listens on; a node keeps it
+// across restarts so clients and peers find it again.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// Node is one broker process, restartable on its data directory and ports.
+type Node struct {
+	ID                   int
+	Dir                  string
+	Kafka, Raft, Metrics string
+	args                 []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited and its output is drained
+	up      chan struct{} // closed when it logs "serving kafka"
+	stopped bool          // SIGSTOPped and not yet continued
+	log     []string      // the last lines of its stderr, across restarts
+}
+
+const keepLines = 400
+
+// Output returns the last lines the node logged (all its lives).
+func (n *Node) Output() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.log, "\n")
+}
+
+// Running reports whether the process is alive (stopped counts as alive).
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Cluster is a set of broker processes on loopback: three Raft peers, or
+// one standalone broker.
+type Cluster struct {
+	bin   string
+	Nodes []*Node
+	logf  func(format string, args ...any)
+}
+
+// ClusterConfig says what to start.
+type ClusterConfig struct {
+	Binary string // path of the chronik binary
+	Dir    string // parent of the nodes' data directories
+	Nodes  int    // 1 = standalone (no peers), otherwise Raft peers
+	Extra  []string
+	Logf   func(format string, args ...any)
+}
+
+// StartCluster starts every node and waits until each serves Kafka.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	if cfg.Nodes < 1 {
+		return nil, errors.New("cluster needs at least one node")
+	}
+	c := &Cluster{bin: cfg.Binary, logf: cfg.Logf}
+	var peers []string
+	for i := 1; i <= cfg.Nodes; i++ {
+		nd := &Node{ID: i, Dir: filepath.Join(cfg.Dir, "node"+strconv.Itoa(i))}
+		for _, p := range []*string{&nd.Kafka, &nd.Raft, &nd.Metrics} {
+			a, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			*p = a
+		}
+		if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		c.Nodes = append(c.Nodes, nd)
+		peers = append(peers, nd.Kafka+":"+nd.Raft[strings.LastIndex(nd.Raft, ":")+1:])
+	}
+	for _, nd := range c.Nodes {
+		nd.args = []string{"server", "--data-dir", nd.Dir, "--bind", nd.Kafka, "--advertise", nd.Kafka, "--metrics-bind", nd.Metrics}
+		if cfg.Nodes > 1 {
+			nd.args = append(nd.args, "--node-id", strconv.Itoa(nd.ID), "--peers", strings.Join(peers, ","), "--raft-bind", nd.Raft)
+		}
+		nd.args = append(nd.args, cfg.Extra...)
+	}
+	for _, nd := range c.Nodes {
+		if err := c.start(nd); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	for _, nd := range c.Nodes {
+		if err := c.waitUp(ctx, nd); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(nd *Node) error {
+	cmd := exec.Command(c.bin, nd.args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return fmt.Errorf("node %d: %w", nd.ID, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start node %d: %w", nd.ID, err)
+	}
+	done, up := make(chan struct{}), make(chan struct{})
+	nd.mu.Lock()
+	nd.cmd, nd.done, nd.up, nd.stopped = cmd, done, up, false
+	nd.log = append(nd.log, fmt.Sprintf("--- node %d started (pid %d)", nd.ID, cmd.Process.Pid))
+	nd.mu.Unlock()
+	// Owned by the process: ends when its stderr closes, i.e. when it
+	// exits; done tells Kill and Close that it has.
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var once sync.Once
+		for sc.Scan() {
+			line := sc.Text()
+			nd.mu.Lock()
+			nd.log = append(nd.log, line)
+			if len(nd.log) > keepLines {
+				nd.log = nd.log[len(nd.log)-keepLines:]
+			}
+			nd.mu.Unlock()
+			if strings.Contains(line, "serving kafka") {
+				once.Do(func() { close(up) })
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+	}()
+	return nil
+}
+
+func (c *Cluster) waitUp(ctx context.Context, nd *Node) error {
+	nd.mu.Lock()
+	up, done := nd.up, nd.done
+	nd.mu.Unlock()
+	t := time.NewTimer(60 * time.Second)
+	defer t.Stop()
+	select {
+	case <-up:
+		return nil
+	case <-done:
+		return fmt.Errorf("node %d exited during start-up:\n%s", nd.ID, nd.Output())
+	case <-t.C:
+		return fmt.Errorf("node %d not serving after 60 s:\n%s", nd.ID, nd.Output())
+	case <-ctx.Done():
+		return fmt.Errorf("node %d start: %w", nd.ID, ctx.Err())
+	}
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (c *Cluster) Kill(nd *Node) {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.done
+	nd.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process must be able to die
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Term sends SIGTERM (a clean shutdown: leadership handed away first) and
+// waits up to 30 s, then kills.
+func (c *Cluster) Term(nd *Node) error {
+	nd.mu.Lock()
+	cmd, done := nd.cmd, nd.done
+	nd.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		c.Kill(nd)
+		return fmt.Errorf("node %d did not stop within 30 s of SIGTERM", nd.ID)
+	}
+}
+
+// Pause sends SIGSTOP; Resume sends SIGCONT.
+func (c *Cluster) Pause(nd *Node) { c.signal(nd, syscall.SIGSTOP, true) }
+
+// Resume continues a paused node.
+func (c *Cluster) Resume(nd *Node) { c.signal(nd, syscall.SIGCONT, false) }
+
+func (c *Cluster) signal(nd *Node, sig syscall.Signal, stopped bool) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd == nil {
+		return
+	}
+	_ = nd.cmd.Process.Signal(sig)
+	nd.stopped = stopped
+}
+
+// Restart starts a node that is not running again on its data directory.
+func (c *Cluster) Restart(ctx context.Context, nd *Node) error {
+	if err := c.start(nd); err != nil {
+		return err
+	}
+	return c.waitUp(ctx, nd)
+}
+
+// Heal continues every paused node and restarts every dead one.
+func (c *Cluster) Heal(ctx context.Context) error {
+	for _, nd := range c.Nodes {
+		nd.mu.Lock()
+		stopped := nd.stopped
+		nd.mu.Unlock()
+		if stopped {
+			c.Resume(nd)
+		}
+		if !nd.Running() {
+			if err := c.Restart(ctx, nd); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WaitReady polls every node's /readyz until it answers 200: on a cluster
+// node that means a metadata leader and every local replica caught up.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	// Its own transport, closed at the end, so no idle connection (and its
+	// goroutines) outlives the run.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for _, nd := range c.Nodes {
+		for {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Metrics+"/readyz", http.NoBody)
+			if err != nil {
+				return fmt.Errorf("readyz: %w", err)
+			}
+			resp, err := hc.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if err := sleep(ctx, 100*time.Millisecond); err != nil {
+				return fmt.Errorf("node %d not ready: %w", nd.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Close kills every node.
+func (c *Cluster) Close() {
+	for _, nd := range c.Nodes {
+		c.Kill(nd)
+	}
+}
+
+// Seeds are the Kafka addresses of every node.
+func (c *Cluster) Seeds() []string {
+	var s []string
+	for _, nd := range c.Nodes {
+		s = append(s, nd.Kafka)
+	}
+	return s
+}
+
+// Node returns the node with the broker id, or nil.
+func (c *Cluster) Node(id int32) *Node {
+	for _, nd := range c.Nodes {
+		if int32(nd.ID) == id {
+			return nd
+		}
+	}
+	return nil
+}
+
+// Leader asks the cluster for a partition's leader until one is known.
+func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (*Node, error) {
+	if len(c.Nodes) == 1 {
+		return c.Nodes[0], nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Seeds()...))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		md, err := adm.Metadata(qctx, topic)
+		cancel()
+		if err == nil {
+			if p, ok := md.Topics[topic].Partitions[partition]; ok && p.Leader >= 0 && p.Err == nil {
+				if nd := c.Node(p.Leader); nd != nil && nd.Running() {
+					return nd, nil
+				}
+			}
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("leader of %s-%d: %w", topic, partition, err)
+		}
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,107 @@
+// Package chaos runs Chronik's broker processes through injected faults
+// under a recorded workload and checks the history (internal/chaos). Tests
+// here start real processes; their names start with TestChaos.
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/chronik-go/chronik/internal/chaos"
+	"github.com/chronik-go/chronik/internal/testbroker"
+)
+
+// seedFlag fixes the seed (0 draws one from the clock; it is logged either
+// way, with the command that replays it).
+var seedFlag = flag.Uint64("chaos.seed", 0, "seed of the fault schedules (0: from the clock)")
+
+func seed() uint64 {
+	if *seedFlag != 0 {
+		return *seedFlag
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// run carries out one run and fails the test on an anomaly, printing the
+// seed, the replay command, the anomalies and where the history was kept.
+func run(t *testing.T, cfg chaos.RunConfig) *chaos.Report {
+	t.Helper()
+	cfg.Binary = testbroker.Binary(t)
+	cfg.Dir = t.TempDir()
+	cfg.Logf = t.Logf
+	t.Logf("seed %d; replay: %s", cfg.Seed, chaos.ReplayCommand(&cfg))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// Everything a run starts (clients, producers, process readers) must
+	// have ended when Run returns.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	rep, err := chaos.Run(ctx, cfg)
+	if err != nil {
+		keep(t, rep)
+		t.Fatalf("seed %d: %v", cfg.Seed, err)
+	}
+	t.Logf("seed %d, faults %s, nodes %d:\n%s", cfg.Seed, chaos.FormatFaults(cfg.Faults), cfg.Nodes, rep.Result.Text(5))
+	if !rep.Result.Valid() {
+		keep(t, rep)
+		t.Fatalf("anomalies with seed %d; replay with: %s", cfg.Seed, rep.Replay)
+	}
+	return rep
+}
+
+// keep copies the history out of the test's temporary directory, which
+// is removed when the test ends, so a failure can be examined.
+func keep(t *testing.T, rep *chaos.Report) {
+	t.Helper()
+	if rep == nil || rep.History == "" {
+		return
+	}
+	b, err := os.ReadFile(rep.History)
+	if err != nil {
+		return
+	}
+	dir, err := os.MkdirTemp("", "chaos-failed-")
+	if err != nil {
+		return
+	}
+	p := filepath.Join(dir, "history.jsonl")
+	if os.WriteFile(p, b, 0o644) == nil {
+		t.Logf("history kept at %s", p)
+	}
+	if j, err := json.MarshalIndent(rep, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "report.json"), j, 0o644)
+	}
+}
+
+// TestChaosSmoke: W1 (idempotent acks=all producers on a 3-partition RF 3
+// topic, a final drain) on three nodes, once per fault: kill -9 of a
+// leader, SIGSTOP of a leader past the election timeout, a clean bounce.
+// Zero anomalies allowed.
+func TestChaosSmoke(t *testing.T) {
+	s := seed()
+	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {
+		t.Run(string(f), func(t *testing.T) {
+			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3})
+		})
+	}
+}
+
+// TestChaosStandalone: the same workload on one broker (RF 1), through
+// kill -9, SIGSTOP and a clean bounce of the only node; acks=all must
+// survive kill -9 because the broker answers only after the fsync.
+func TestChaosStandalone(t *testing.T) {
+	s := seed()
+	// One run per fault, as in the smoke test: a mix drawn from the seed
+	// could leave kill -9 out.
+	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {
+		t.Run(string(f), func(t *testing.T) {
+			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 3 * time.Second, Faults: []chaos.Fault{f}, Nodes: 1})
+		})
+	}
+}
