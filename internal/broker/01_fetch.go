@@ -19,7 +19,9 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -125,6 +127,9 @@ func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchReques
 				if err != nil {
 					op.ErrorCode = codeOf(err)
 					failed = true
+					if version >= 12 && (errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.FencedLeaderEpoch)) {
+						b.fetchCurrentLeader(resp, &op, name, version)
+					}
 				}
 				ot.Partitions = append(ot.Partitions, op)
 			}
@@ -168,4 +173,28 @@ func checkEpoch(p *partition.Partition, epoch int32) error {
 		return kerr.UnknownLeaderEpoch
 	}
 	return nil
+}
+
+// fetchCurrentLeader tells a consumer that asked the wrong node where the
+// partition's leader is (KIP-951): the leader's id and epoch (Fetch v12+)
+// and, from v16, its address among the response's node endpoints.
+func (b *Broker) fetchCurrentLeader(resp *kmsg.FetchResponse, op *kmsg.FetchResponseTopicPartition, topic string, version int16) {
+	leader, epoch := b.node.Leader(topic, op.Partition)
+	if leader < 0 {
+		return
+	}
+	op.CurrentLeader.LeaderID, op.CurrentLeader.LeaderEpoch = leader, epoch
+	if version < 16 || slices.ContainsFunc(resp.Brokers, func(br kmsg.FetchResponseBroker) bool { return br.NodeID == leader }) {
+		return
+	}
+	for _, br := range b.node.Meta().Brokers() {
+		if br.ID == leader {
+			ep := kmsg.NewFetchResponseBroker()
+			ep.NodeID, ep.Host, ep.Port = br.ID, br.Host, br.Port
+			if br.Rack != "" {
+				ep.Rack = strp(br.Rack)
+			}
+			resp.Brokers = append(resp.Brokers, ep)
+		}
+	}
 }

@@ -506,10 +506,10 @@ func TestClusterLeadersReturnToPreferred(t *testing.T) {
 	waitPreferred("after the node came back")
 }
 
-// TestClusterNotLeaderNamesTheLeader: a produce sent to a follower is
-// refused with NOT_LEADER_OR_FOLLOWER and, from Produce v10 (KIP-951),
-// names the current leader and its address, so the client need not ask
-// for metadata first.
+// TestClusterNotLeaderNamesTheLeader: a produce or fetch sent to a
+// follower is refused with NOT_LEADER_OR_FOLLOWER and, from Produce v10
+// and Fetch v12/v16 (KIP-951), names the current leader and its address,
+// so the client need not ask for metadata first.
 func TestClusterNotLeaderNamesTheLeader(t *testing.T) {
 	c := startCluster(t, 3)
 	cl := c.client()
@@ -547,6 +547,28 @@ func TestClusterNotLeaderNamesTheLeader(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("node endpoints %+v do not give leader %d's address %s", resp.Brokers, leader, c.node(leader).kafka)
+	}
+	// The same for a consumer fetching from a follower (Fetch v12+ names
+	// the leader, v16+ its address).
+	freq := kmsg.NewPtrFetchRequest()
+	freq.ReplicaID, freq.MaxWaitMillis, freq.MaxBytes = -1, 0, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic, ft.TopicID = "kip951", md.Topics["kip951"].ID
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch = 0, 0, 1<<20, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	freq.Topics = append(freq.Topics, ft)
+	fresp, err := freq.RequestWith(ctx, cl.Broker(int(follower)))
+	must(t, err, "fetch from a follower")
+	if fresp.Version < 16 {
+		t.Fatalf("fetch answered at version %d, want 16+", fresp.Version)
+	}
+	fpr := fresp.Topics[0].Partitions[0]
+	if fpr.ErrorCode != kerr.NotLeaderForPartition.Code || fpr.CurrentLeader.LeaderID != leader || fpr.CurrentLeader.LeaderEpoch <= 0 {
+		t.Fatalf("fetch from follower %d: error %d, current leader %+v; want NOT_LEADER_OR_FOLLOWER naming %d", follower, fpr.ErrorCode, fpr.CurrentLeader, leader)
+	}
+	if len(fresp.Brokers) != 1 || fresp.Brokers[0].NodeID != leader || fresp.Brokers[0].Host+":"+fmt.Sprint(fresp.Brokers[0].Port) != c.node(leader).kafka {
+		t.Fatalf("fetch node endpoints %+v, want leader %d at %s", fresp.Brokers, leader, c.node(leader).kafka)
 	}
 }
 
