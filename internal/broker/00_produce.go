@@ -21,11 +21,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/meta"
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
 	"github.com/chronik-go/chronik/internal/quota"
@@ -140,21 +142,32 @@ func (b *Broker) currentLeader(resp *kmsg.ProduceResponse, out *kmsg.ProduceResp
 		return
 	}
 	out.CurrentLeader.LeaderID, out.CurrentLeader.LeaderEpoch = leader, epoch
-	for _, br := range resp.Brokers {
-		if br.NodeID == leader {
-			return
-		}
+	if slices.ContainsFunc(resp.Brokers, func(br kmsg.ProduceResponseBroker) bool { return br.NodeID == leader }) {
+		return
 	}
+	if br, ok := b.broker(leader); ok {
+		ep := kmsg.NewProduceResponseBroker()
+		ep.NodeID, ep.Host, ep.Port, ep.Rack = br.ID, br.Host, br.Port, rackOf(br)
+		resp.Brokers = append(resp.Brokers, ep)
+	}
+}
+
+// broker returns a registered broker by id (the KIP-951 node endpoints).
+func (b *Broker) broker(id int32) (meta.Broker, bool) {
 	for _, br := range b.node.Meta().Brokers() {
-		if br.ID == leader {
-			ep := kmsg.NewProduceResponseBroker()
-			ep.NodeID, ep.Host, ep.Port = br.ID, br.Host, br.Port
-			if br.Rack != "" {
-				ep.Rack = strp(br.Rack)
-			}
-			resp.Brokers = append(resp.Brokers, ep)
+		if br.ID == id {
+			return br, true
 		}
 	}
+	return meta.Broker{}, false
+}
+
+// rackOf is a broker's rack as Kafka encodes it (null when unset).
+func rackOf(br meta.Broker) *string {
+	if br.Rack == "" {
+		return nil
+	}
+	return strp(br.Rack)
 }
 
 func setProduceErr(rp *kmsg.ProduceResponseTopicPartition, err error) {

@@ -187,14 +187,9 @@ func (b *Broker) fetchCurrentLeader(resp *kmsg.FetchResponse, op *kmsg.FetchResp
 	if version < 16 || slices.ContainsFunc(resp.Brokers, func(br kmsg.FetchResponseBroker) bool { return br.NodeID == leader }) {
 		return
 	}
-	for _, br := range b.node.Meta().Brokers() {
-		if br.ID == leader {
-			ep := kmsg.NewFetchResponseBroker()
-			ep.NodeID, ep.Host, ep.Port = br.ID, br.Host, br.Port
-			if br.Rack != "" {
-				ep.Rack = strp(br.Rack)
-			}
-			resp.Brokers = append(resp.Brokers, ep)
-		}
+	if br, ok := b.broker(leader); ok {
+		ep := kmsg.NewFetchResponseBroker()
+		ep.NodeID, ep.Host, ep.Port, ep.Rack = br.ID, br.Host, br.Port, rackOf(br)
+		resp.Brokers = append(resp.Brokers, ep)
 	}
 }
