@@ -158,7 +158,7 @@ func settings() []setting {
 				c.RaftAdvertise = a
 				return err
 			}},
-		{key: "broker.rack", flag: "broker-rack", env: []string{"CHRONIK_BROKER_RACK"}, def: "", usage: "rack of this broker (Kafka's broker.rack); kept, not yet reported to clients or used in replica placement",
+		{key: "broker.rack", flag: "broker-rack", env: []string{"CHRONIK_BROKER_RACK"}, def: "", usage: "rack of this broker (Kafka's broker.rack): reported in Metadata and DescribeCluster and used to spread replicas over racks",
 			set: func(c *Config, v string) error { c.Rack = v; return nil }},
 		{key: "default.replication.factor", flag: "default-replication-factor", env: []string{"CHRONIK_DEFAULT_REPLICATION_FACTOR", "CHRONIK_REPLICATION_FACTOR"}, def: "", usage: "replicas of new topics that do not name a count, 1..100, at most the number of peers (default 1; with peers 3, capped at the peer count)",
 			set: func(c *Config, v string) error {

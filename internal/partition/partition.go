@@ -283,6 +283,9 @@ func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(
 		records.Patch(data[1:], base, int32(term))
 		return raftlog.Assignment{Count: count, Undo: p.live.Update(&h, base)}
 	}, acks == 1)
+	if acks == -1 {
+		prop.MinCopies = p.Config().MinInsyncReplicas
+	}
 	if err := p.Group.Propose(ctx, prop); err != nil {
 		return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: mapErr(err)})
 	}
@@ -364,6 +367,8 @@ func mapErr(err error) error {
 		return ke
 	case errors.Is(err, raftlog.ErrNotLeader), errors.Is(err, raftlog.ErrStopped):
 		return kerr.NotLeaderForPartition
+	case errors.Is(err, raftlog.ErrTooFewCopies):
+		return kerr.NotEnoughReplicasAfterAppend
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return kerr.RequestTimedOut
 	case errors.Is(err, storage.ErrOffsetOutOfRange):

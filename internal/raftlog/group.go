@@ -32,6 +32,11 @@ import (
 // leader, or that lost leadership before the proposal committed.
 var ErrNotLeader = errors.New("raftlog: not the leader")
 
+// ErrTooFewCopies answers a committed proposal whose MinCopies could not be
+// reached because the in-sync replicas shrank below it after the append
+// (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+var ErrTooFewCopies = errors.New("raftlog: fewer in-sync replicas than required after the append")
+
 // ErrStopped is returned once the group stopped.
 var ErrStopped = errors.New("raftlog: group stopped")
 
@@ -117,6 +122,11 @@ type Proposal struct {
 	// proposer learns the outcome from its state machine (the metadata
 	// group matches commands by id). Not with Assign.
 	Forward bool
+	// MinCopies, when above a Raft quorum, holds a committed proposal
+	// until that many voters (the leader included) have it durably
+	// (Kafka's min.insync.replicas with acks=all, decision 14); it fails
+	// with ErrTooFewCopies when the in-sync replicas shrink below it first.
+	MinCopies int
 
 	done   chan struct{}
 	result Result
@@ -175,6 +185,12 @@ type Status struct {
 	HighWatermark int64
 	// ISR is the in-sync replicas, sorted (on the leader only).
 	ISR []uint64
+	// Serving is true on a leader once it applied the no-op entry of its
+	// term: only then does its high watermark cover everything any earlier
+	// leader committed (a new leader learns the last commit index by
+	// committing in its own term), so only then may it answer reads
+	// without showing a reader a high watermark below one it already saw.
+	Serving bool
 }
 
 // Group drives one Raft group. Run owns the RawNode; everything else talks
@@ -365,6 +381,12 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
+	// termStart is the index of the no-op entry this node appended when it
+	// became leader; it serves reads once it applied it (Status.Serving).
+	termStart uint64
+	// copiesq holds committed proposals awaiting MinCopies durable copies,
+	// by index.
+	copiesq []*Proposal
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -420,6 +442,9 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		}
 		if err := g.takeLocal(s); err != nil {
 			return err
+		}
+		if len(s.copiesq) > 0 {
+			g.checkCopies(s)
 		}
 	}
 }
@@ -655,6 +680,16 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		g.cfg.Transport.Send(g.cfg.GroupID, remote)
 	}
 	if becameLeader {
+		// Raft appends an empty entry when a node becomes leader; reads wait
+		// until it is applied (Status.Serving). Without it in this Ready
+		// (never expected) the leader serves at once, as before.
+		s.termStart = 0
+		for _, e := range rd.Entries {
+			if e.GetTerm() == s.term && len(e.Data) == 0 && e.GetType() == pb.EntryNormal {
+				s.termStart = e.GetIndex()
+				break
+			}
+		}
 		// A new leader gives every voter a full lag period to show it is
 		// caught up (Kafka's new leader starts from the ISR it was given).
 		s.caughtUp = map[uint64]uint64{}
@@ -755,6 +790,10 @@ func (g *Group) apply(ctx context.Context, s *runState, ents []*pb.Entry) error 
 		if p, ok := s.waiting[e.GetIndex()]; ok {
 			delete(s.waiting, e.GetIndex())
 			if e.GetTerm() == p.term {
+				if p.MinCopies > 1 && !p.Durable && !g.enoughCopies(s, p) {
+					s.copiesq = append(s.copiesq, p)
+					continue
+				}
 				p.finish(p.result)
 			} else {
 				p.finish(Result{Err: ErrNotLeader})
@@ -784,7 +823,8 @@ func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) e
 }
 
 func (g *Group) publish(s *runState) {
-	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
+	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Serving: s.leader && s.applied >= s.termStart,
+		Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
 	if s.leader {
 		st.ISR = s.isr
 	}
@@ -848,7 +888,42 @@ func (g *Group) failPending(s *runState, err error) {
 		delete(s.waiting, k)
 	}
 	s.durableq = s.durableq[:0]
+	for _, p := range s.copiesq {
+		p.finish(Result{Err: err})
+	}
+	s.copiesq = nil
 	s.next = -1
+}
+
+// enoughCopies reports whether MinCopies voters, the leader included, have
+// p's entry durably (Raft's Match). Run's goroutine only.
+func (g *Group) enoughCopies(s *runState, p *Proposal) bool {
+	n := 0
+	s.rn.WithProgress(func(_ uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if typ != raft.ProgressTypeLearner && pr.Match >= p.index {
+			n++
+		}
+	})
+	return n >= p.MinCopies
+}
+
+// checkCopies answers the committed proposals that waited for MinCopies
+// durable copies: once they have them, or with ErrTooFewCopies once the
+// in-sync replicas are fewer than they need. Run's goroutine only.
+func (g *Group) checkCopies(s *runState) {
+	for len(s.copiesq) > 0 {
+		p := s.copiesq[0]
+		switch {
+		case g.enoughCopies(s, p):
+			p.finish(p.result)
+		case len(s.isr) < p.MinCopies:
+			p.finish(Result{Err: ErrTooFewCopies})
+		default:
+			return
+		}
+		s.copiesq[0] = nil
+		s.copiesq = s.copiesq[1:]
+	}
 }
 
 // failQueued answers proposals still in the queue after Run stopped.

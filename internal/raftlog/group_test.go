@@ -458,3 +458,149 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		t.Fatalf("a follower reports an ISR: %v", st.ISR)
 	}
 }
+
+// A new leader learns the last commit index only by committing in its own
+// term: until it applied its no-op it may hold a high watermark below the
+// one its predecessor published, and must not serve reads
+// (Status.Serving). Cut the leader off right after a commit, before the
+// followers heard of it, and watch the successor.
+func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
+	for round := range 3 {
+		net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+		voters := []uint64{1, 2, 3}
+		nodes := map[uint64]*node{}
+		for _, id := range voters {
+			h := NewHost(5 * time.Millisecond)
+			net.mu.Lock()
+			net.hosts[id] = h
+			net.mu.Unlock()
+			nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
+		}
+		leader := func(except *node) *node {
+			for _, n := range nodes {
+				if n != except && n.g.Status().IsLeader {
+					return n
+				}
+			}
+			return nil
+		}
+		var l1 *node
+		waitFor(t, "a leader", func() bool { l1 = leader(nil); return l1 != nil })
+		for range 20 {
+			d := payload(1, 16)
+			if _, err := l1.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+				t.Fatalf("round %d: propose: %v", round, err)
+			}
+		}
+		published := l1.g.HighWatermark()
+		net.setDown(l1.id, true)
+		var l2 *node
+		sawBehind := false
+		waitFor(t, "the successor serving", func() bool {
+			l2 = leader(l1)
+			if l2 == nil {
+				return false
+			}
+			st := l2.g.Status()
+			if st.IsLeader && !st.Serving && st.HighWatermark < published {
+				sawBehind = true
+			}
+			if st.Serving && st.HighWatermark < published {
+				t.Fatalf("round %d: node %d serves as leader with high watermark %d below its predecessor's %d",
+					round, l2.id, st.HighWatermark, published)
+			}
+			return st.Serving
+		})
+		t.Logf("round %d: predecessor published %d, successor %d serves at %d (seen behind before serving: %v)",
+			round, published, l2.id, l2.g.HighWatermark(), sawBehind)
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}
+}
+
+// MinCopies above the quorum (min.insync.replicas = 3 of 3): a commit by
+// two voters is not enough to answer; the proposal completes once the
+// third has it, and fails with ErrTooFewCopies when the third leaves the
+// in-sync replicas instead.
+func TestMinCopiesAboveQuorum(t *testing.T) {
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+	var l *node
+	waitFor(t, "a leader with three in-sync replicas", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader {
+				l = n
+				return slices.Equal(st.ISR, voters)
+			}
+		}
+		return false
+	})
+	propose := func() *Proposal {
+		d := payload(1, 16)
+		p := NewProposal(d, assign(d), false)
+		p.MinCopies = 3
+		if err := l.g.Propose(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// All three voters up: answered with the third copy.
+	p := propose()
+	<-p.Done()
+	if r := p.Result(); r.Err != nil {
+		t.Fatalf("three voters up: %v", r.Err)
+	}
+	var f *node
+	for _, n := range nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	// One follower cut off: the entry commits with two copies but stays
+	// unanswered while the follower is still counted in sync...
+	net.setDown(f.id, true)
+	p = propose()
+	waitFor(t, "the entry committed on the leader", func() bool { return l.g.HighWatermark() >= 2 })
+	select {
+	case <-p.Done():
+		if st := l.g.Status(); len(st.ISR) == 3 {
+			t.Fatalf("answered with two of three copies while the ISR was %v: %+v", st.ISR, p.Result())
+		}
+	default:
+	}
+	// ...and fails once the follower left the in-sync replicas.
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer after the follower left the in-sync replicas")
+	}
+	if r := p.Result(); !errors.Is(r.Err, ErrTooFewCopies) {
+		t.Fatalf("with two of three copies: %+v, want ErrTooFewCopies", r)
+	}
+	if st := l.g.Status(); len(st.ISR) != 2 {
+		t.Fatalf("ISR %v after the failure, want two replicas", st.ISR)
+	}
+	// Back: the follower catches up, rejoins, and a new proposal completes.
+	net.setDown(f.id, false)
+	waitFor(t, "the follower back in sync", func() bool { return len(l.g.Status().ISR) == 3 })
+	p = propose()
+	<-p.Done()
+	if r := p.Result(); r.Err != nil {
+		t.Fatalf("after the follower rejoined: %v", r.Err)
+	}
+}

@@ -213,7 +213,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// Elections asked for while this node serves (a restart's replay
 		// of old requests is ignored).
 		if c.Op == meta.OpElectPreferred && s.ready.Load() {
-			s.preferLeaders(func(topic string, index int32) bool { return topic == c.Topic && index == c.Partition })
+			go s.electPreferred(c.Topic, c.Partition)
 		}
 	})
 	s.phase.Store("recovering partitions")
@@ -331,7 +331,7 @@ func (s *Server) startMeta() error {
 	}
 	host, portStr, _ := net.SplitHostPort(s.cfg.Advertise)
 	port, _ := strconv.Atoi(portStr)
-	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port)}
+	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port), Rack: s.cfg.Rack}
 	if err := s.initClusterID(ctx); err != nil {
 		return err
 	}

@@ -466,9 +466,28 @@ func leadersPreferred(t *testing.T, c *cluster, topic string) (bool, map[int32]i
 // replicas (spread evenly over the nodes); when a node dies its partitions
 // fail over, and when it is back and in sync leadership returns to it.
 func TestClusterLeadersReturnToPreferred(t *testing.T) {
-	c := startCluster(t, 3, "--leader-imbalance-check-interval-seconds", "1")
+	// Nodes 1 and 2 share a rack: every replica set of two must include
+	// node 3, the other rack (rack-aware placement, broker.rack).
+	racks := map[int]string{1: "rack-a", 2: "rack-a", 3: "rack-b"}
+	c := startClusterWith(t, 3, func(id int) []string { return []string{"--broker-rack", racks[id]} },
+		"--leader-imbalance-check-interval-seconds", "1")
 	const topic = "spread"
 	createTopic(t, c.client(), topic, 6, 3, nil)
+	createTopic(t, c.client(), "racks", 6, 2, nil)
+	md, err := kadm.NewClient(c.client()).Metadata(context.Background(), "racks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range md.Brokers {
+		if b.Rack == nil || *b.Rack != racks[int(b.NodeID)] {
+			t.Fatalf("Metadata reports broker %d in rack %v, configured %q", b.NodeID, b.Rack, racks[int(b.NodeID)])
+		}
+	}
+	for _, p := range md.Topics["racks"].Partitions {
+		if len(p.Replicas) != 2 || !slices.Contains(p.Replicas, 3) {
+			t.Fatalf("partition %d has replicas %v: both on rack-a", p.Partition, p.Replicas)
+		}
+	}
 	waitPreferred := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
