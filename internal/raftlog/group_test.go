@@ -343,21 +343,8 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 // leader through Raft (MsgProp) and commits on every voter, which is how
 // any node writes to the metadata group.
 func TestFollowerForwardsProposal(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	_, _, nodes := startThreeWith(t, nil)
+	defer stopAll(t, nodes)
 	var follower *node
 	waitFor(t, "a leader and a follower that knows it", func() bool {
 		for _, n := range nodes {
@@ -406,21 +393,8 @@ func TestFollowerForwardsProposal(t *testing.T) {
 // TestISRShrinksAndExpands: a follower cut off leaves the leader's in-sync
 // replicas after the lag period and comes back once it has caught up.
 func TestISRShrinksAndExpands(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	net, voters, nodes := startThree(t)
+	defer stopAll(t, nodes)
 	var l *node
 	isr := func() []uint64 { return l.g.Status().ISR }
 	waitFor(t, "a leader with three in-sync replicas", func() bool {
@@ -466,16 +440,7 @@ func TestISRShrinksAndExpands(t *testing.T) {
 // followers heard of it, and watch the successor.
 func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
 	for round := range 3 {
-		net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-		voters := []uint64{1, 2, 3}
-		nodes := map[uint64]*node{}
-		for _, id := range voters {
-			h := NewHost(5 * time.Millisecond)
-			net.mu.Lock()
-			net.hosts[id] = h
-			net.mu.Unlock()
-			nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
-		}
+		net, _, nodes := startThree(t)
 		leader := func(except *node) *node {
 			for _, n := range nodes {
 				if n != except && n.g.Status().IsLeader {
@@ -524,21 +489,8 @@ func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
 // third has it, and fails with ErrTooFewCopies when the third leaves the
 // in-sync replicas instead.
 func TestMinCopiesAboveQuorum(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	net, voters, nodes := startThree(t)
+	defer stopAll(t, nodes)
 	var l *node
 	waitFor(t, "a leader with three in-sync replicas", func() bool {
 		for _, n := range nodes {
@@ -602,5 +554,35 @@ func TestMinCopiesAboveQuorum(t *testing.T) {
 	<-p.Done()
 	if r := p.Result(); r.Err != nil {
 		t.Fatalf("after the follower rejoined: %v", r.Err)
+	}
+}
+
+// startThree starts three voters of one group on an in-memory network.
+func startThree(t *testing.T) (*memNet, []uint64, map[uint64]*node) {
+	t.Helper()
+	return startThreeWith(t, meta)
+}
+
+// startThreeWith is startThree with the log's MetaFunc (nil: entries carry
+// no Kafka offsets).
+func startThreeWith(t *testing.T, mf storage.MetaFunc) (*memNet, []uint64, map[uint64]*node) {
+	t.Helper()
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, mf)
+	}
+	return net, voters, nodes
+}
+
+func stopAll(t *testing.T, nodes map[uint64]*node) {
+	t.Helper()
+	for _, n := range nodes {
+		n.stop(t)
 	}
 }
