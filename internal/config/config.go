@@ -75,6 +75,8 @@ type Config struct {
 	RetentionMs      int64
 	RetentionBytes   int64
 	SegmentBytes     int64
+	// RetentionCheckMs is log.retention.check.interval.ms.
+	RetentionCheckMs int64
 	SegmentMs        int64
 	// ScrubBytesPerSecond bounds the background CRC check of sealed
 	// segments (0: no scrub).
@@ -233,6 +235,8 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionMs) }},
 		{key: "log.retention.bytes", flag: "retention-bytes", env: []string{"CHRONIK_RETENTION_BYTES"}, def: "-1", usage: "default retention.bytes of topic partitions (-1: no limit)",
 			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionBytes) }},
+		{key: "log.retention.check.interval.ms", flag: "retention-check-interval-ms", env: []string{"CHRONIK_RETENTION_CHECK_INTERVAL_MS"}, def: "300000", usage: "how often retention deletes old segments",
+			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<40, &c.RetentionCheckMs) }},
 		{key: "log.segment.bytes", flag: "segment-bytes", env: []string{"CHRONIK_SEGMENT_BYTES", "CHRONIK_WAL_ROTATION_SIZE"}, def: "1073741824", usage: "default segment.bytes (KB/MB/GB suffixes accepted)",
 			set: func(c *Config, v string) error { return parseSize(v, 14, 1<<31-1, &c.SegmentBytes) }},
 		{key: "log.roll.ms", flag: "segment-ms", env: []string{"CHRONIK_SEGMENT_MS"}, def: "604800000", usage: "default segment.ms: roll a segment older than this",

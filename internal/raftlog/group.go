@@ -59,6 +59,14 @@ type StateMachine interface {
 	Apply(ents []*pb.Entry) error
 }
 
+// Restorer is a StateMachine that can take over a leader's state from a
+// snapshot (the owner's part of storage.SnapshotData) when this replica
+// was too far behind for the leader's log. Without it the state machine
+// starts from nothing at the snapshot.
+type Restorer interface {
+	Restore(index uint64, extra []byte) error
+}
+
 // Config configures a Group.
 type Config struct {
 	// GroupID identifies the group across nodes.
@@ -614,9 +622,6 @@ func (g *Group) propose(s *runState, p *Proposal) {
 
 func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	rd := s.rn.Ready()
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
-	}
 	becameLeader := false
 	if rd.SoftState != nil {
 		wasLeader := s.leader
@@ -659,6 +664,9 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	for _, m := range rd.Messages {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
+			if err := g.installSnapshot(s, m.GetSnapshot()); err != nil {
+				return err
+			}
 			if err := g.storageAppend(ctx, m); err != nil {
 				return err
 			}
@@ -678,6 +686,14 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	}
 	if len(remote) > 0 {
 		g.cfg.Transport.Send(g.cfg.GroupID, remote)
+		// The transport gives no word of delivery: count a snapshot as
+		// delivered at once. The follower then probes from after it, and if
+		// the snapshot was lost its rejection leads to another one.
+		for _, m := range remote {
+			if m.GetType() == pb.MsgSnap {
+				s.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+			}
+		}
 	}
 	if becameLeader {
 		// Raft appends an empty entry when a node becomes leader; reads wait
@@ -711,12 +727,42 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	return nil
 }
 
+// installSnapshot replaces the log with a leader's snapshot before the
+// entries that follow it are appended (a replica too far behind the
+// leader's log start), restores the state machine from it and moves the
+// applied index and high watermark there. It runs on Run's goroutine; the
+// append's responses, stepped once the entries after it are durable, tell
+// Raft the snapshot is stable and applied.
+func (g *Group) installSnapshot(s *runState, snap *pb.Snapshot) error {
+	if raft.IsEmptySnap(snap) {
+		return nil
+	}
+	md := snap.GetMetadata()
+	d, err := storage.DecodeSnapshotData(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raftlog: group %s: snapshot at %d: %w", g.cfg.Log.Name(), md.GetIndex(), err)
+	}
+	g.log.Info("installing a snapshot from the leader", "index", md.GetIndex(), "term", md.GetTerm(), "next_offset", d.NextOffset, "log_start", d.LogStart)
+	if err := g.cfg.Log.InstallSnapshot(md.GetIndex(), md.GetTerm(), md.GetConfState(), d); err != nil {
+		return fmt.Errorf("raftlog: group %s: install snapshot: %w", g.cfg.Log.Name(), err)
+	}
+	if r, ok := g.cfg.SM.(Restorer); ok {
+		if err := r.Restore(md.GetIndex(), d.Extra); err != nil {
+			return fmt.Errorf("raftlog: group %s: restore snapshot: %w", g.cfg.Log.Name(), err)
+		}
+	}
+	s.applied = md.GetIndex()
+	s.commit = max(s.commit, md.GetIndex())
+	g.cfg.Log.SetApplied(s.applied)
+	if g.cfg.Meta != nil {
+		g.setHW(d.NextOffset)
+	}
+	return nil
+}
+
 // storageAppend submits a MsgStorageAppend to the log; its completion is
 // queued for takeLocal.
 func (g *Group) storageAppend(ctx context.Context, m *pb.Message) error {
-	if !raft.IsEmptySnap(m.GetSnapshot()) {
-		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
-	}
 	var hs *pb.HardState
 	if m.Term != nil {
 		hs = &pb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -584,5 +585,91 @@ func stopAll(t *testing.T, nodes map[uint64]*node) {
 	t.Helper()
 	for _, n := range nodes {
 		n.stop(t)
+	}
+}
+
+// A follower away while the others' retention deleted the entries it
+// needs gets the leader's snapshot: its log is replaced by one that
+// continues at the leader's log start, with the same Kafka offsets, and it
+// can lead afterwards.
+func TestFollowerBehindLogStartInstallsSnapshot(t *testing.T) {
+	net, _, nodes := startThree(t)
+	defer stopAll(t, nodes)
+	var l *node
+	waitFor(t, "a leader", func() bool {
+		for _, n := range nodes {
+			if n.g.Status().IsLeader {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	var f *node
+	for _, n := range nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	propose := func(on *node, k int) {
+		for range k {
+			d := payload(2, 512)
+			if _, err := on.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+				t.Fatalf("propose on %d: %v", on.id, err)
+			}
+		}
+	}
+	propose(l, 10)
+	waitFor(t, "the follower caught up", func() bool { return f.g.HighWatermark() == l.g.HighWatermark() })
+	net.setDown(f.id, true)
+	fLast, _ := f.log.LastIndex()
+	propose(l, 300) // ~330 KiB: about ten 32 KiB segments
+	for _, n := range nodes {
+		if n == f {
+			continue
+		}
+		waitFor(t, "everything applied", func() bool { return n.g.HighWatermark() == l.g.HighWatermark() })
+		if err := n.log.Reconfigure(storage.Options{RetentionBytes: 64 << 10}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.log.EnforceRetention(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, _ := l.log.FirstIndex()
+	if first <= fLast+1 {
+		t.Fatalf("retention left the leader's log at index %d; the follower has up to %d, so no snapshot is needed", first, fLast)
+	}
+	start := l.log.LogStartOffset()
+	net.setDown(f.id, false)
+	waitFor(t, "the follower installed the snapshot and caught up", func() bool { return f.g.HighWatermark() == l.g.HighWatermark() })
+	if got, _ := f.log.FirstIndex(); got < first {
+		t.Fatalf("follower's first index %d, leader's %d", got, first)
+	}
+	if f.log.LogStartOffset() < start || f.log.EndOffset() != l.log.EndOffset() {
+		t.Fatalf("follower log [%d, %d), leader [%d, %d)", f.log.LogStartOffset(), f.log.EndOffset(), start, l.log.EndOffset())
+	}
+	// The records after the snapshot are the leader's, offset for offset.
+	fb, err := f.log.ReadRecords(f.log.LogStartOffset(), 1<<20, f.log.EndOffset())
+	if err != nil || len(fb) == 0 {
+		t.Fatalf("follower reads: %d batches, %v", len(fb), err)
+	}
+	lb, err := l.log.ReadRecords(fb[0].BaseOffset, 1<<20, l.log.EndOffset())
+	if err != nil || len(lb) < len(fb) {
+		t.Fatalf("leader reads: %d batches, %v", len(lb), err)
+	}
+	for i := range fb {
+		if fb[i].BaseOffset != lb[i].BaseOffset || !bytes.Equal(fb[i].Data, lb[i].Data) {
+			t.Fatalf("batch %d differs: follower at %d, leader at %d", i, fb[i].BaseOffset, lb[i].BaseOffset)
+		}
+	}
+	// It can lead: offsets continue where the log ends.
+	end := l.g.HighWatermark()
+	l.g.TransferLeadership(f.id)
+	waitFor(t, "the installed follower leads", func() bool { return f.g.Status().Serving })
+	propose(f, 5)
+	if hw := f.g.HighWatermark(); hw != end+10 {
+		t.Fatalf("high watermark %d after 5 two-record proposals on the new leader, want %d", hw, end+10)
 	}
 }

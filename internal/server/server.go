@@ -413,10 +413,10 @@ func (s *Server) checkpointLoop(ctx context.Context) error {
 	})
 }
 
-// retentionLoop applies retention every 5 minutes (Kafka's
-// log.retention.check.interval.ms).
+// retentionLoop applies retention every log.retention.check.interval.ms
+// (5 minutes by default).
 func (s *Server) retentionLoop(ctx context.Context) error {
-	return every(ctx, 5*time.Minute, func() {
+	return every(ctx, time.Duration(max(s.cfg.RetentionCheckMs, 100))*time.Millisecond, func() {
 		for _, l := range s.logs() {
 			if n, err := l.EnforceRetention(); err != nil {
 				s.log.Warn("retention", "log", l.Name(), "err", err)

@@ -178,6 +178,8 @@ type Log struct {
 	// truncations and synchronous checkpoints, to invalidate background ones.
 	ckpt tailState
 	gen  uint64
+	// snapData supplies the owner's data for Snapshot (SetSnapshotData).
+	snapData func() ([]byte, error)
 }
 
 // Reconfigure changes the options that may change while the log is open:

@@ -42,6 +42,9 @@ func (l *Log) corrupt(file string, pos int64, format string, args ...any) error 
 }
 
 func (l *Log) recover() error {
+	if done, err := l.resumeInstall(); done || err != nil {
+		return err
+	}
 	names, err := os.ReadDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("read log directory: %w", err)
