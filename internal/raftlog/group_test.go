@@ -407,13 +407,7 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		}
 		return false
 	})
-	var f *node
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := another(nodes, l)
 	net.setDown(f.id, true)
 	// Appends the follower cannot acknowledge.
 	for range 5 {
@@ -517,13 +511,7 @@ func TestMinCopiesAboveQuorum(t *testing.T) {
 	if r := p.Result(); r.Err != nil {
 		t.Fatalf("three voters up: %v", r.Err)
 	}
-	var f *node
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := another(nodes, l)
 	// One follower cut off: the entry commits with two copies but stays
 	// unanswered while the follower is still counted in sync...
 	net.setDown(f.id, true)
@@ -605,13 +593,7 @@ func TestFollowerBehindLogStartInstallsSnapshot(t *testing.T) {
 		}
 		return false
 	})
-	var f *node
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := another(nodes, l)
 	propose := func(on *node, k int) {
 		for range k {
 			d := payload(2, 512)
@@ -672,4 +654,14 @@ func TestFollowerBehindLogStartInstallsSnapshot(t *testing.T) {
 	if hw := f.g.HighWatermark(); hw != end+10 {
 		t.Fatalf("high watermark %d after 5 two-record proposals on the new leader, want %d", hw, end+10)
 	}
+}
+
+// another returns a node other than n.
+func another(nodes map[uint64]*node, n *node) *node {
+	for _, o := range nodes {
+		if o != n {
+			return o
+		}
+	}
+	return nil
 }
