@@ -82,8 +82,10 @@ type Config struct {
 	Transport Transport
 	// SM receives committed entries (may be nil).
 	SM StateMachine
-	// ReplayAll re-applies the whole log at start, for state machines that
-	// keep their state only in memory (the metadata group).
+	// ReplayAll re-applies the whole log at start — after restoring the
+	// log's saved snapshot (storage.Options.Snapshots), if it has one — for
+	// state machines that keep their state only in memory (the metadata
+	// group, a Restorer).
 	ReplayAll bool
 	// OnLeader runs on the group's goroutine when this node becomes the
 	// leader, before it accepts proposals of the new term (the partition
@@ -528,8 +530,22 @@ func (g *Group) start() (*runState, error) {
 	}
 	applied := min(l.Applied(), hs.GetCommit())
 	if g.cfg.ReplayAll {
+		// The state machine starts empty: from the saved snapshot, if the
+		// log keeps one, and the entries after it.
 		first, _ := l.FirstIndex()
 		applied = first - 1
+		if idx, data, ok := l.Saved(); ok {
+			r, isR := g.cfg.SM.(Restorer)
+			if !isR {
+				return nil, errors.New("raftlog: a saved snapshot needs a state machine that restores")
+			}
+			if err := r.Restore(idx, data); err != nil {
+				return nil, fmt.Errorf("raftlog: restore saved snapshot at %d: %w", idx, err)
+			}
+			applied = idx
+		} else if applied > 0 {
+			return nil, fmt.Errorf("raftlog: the log starts at index %d and no snapshot covers the entries before it", first)
+		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              g.cfg.NodeID,

@@ -65,6 +65,10 @@ type node struct {
 	wg     sync.WaitGroup
 }
 
+// Election timeout and replica lag of test groups, in 5 ms ticks; a test
+// whose steps must not be disturbed by a loaded machine raises them.
+var testElectionTicks, testLagTicks = 10, 20
+
 func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host) *node {
 	t.Helper()
 	return startNodeWith(t, id, dir, voters, tr, host, meta)
@@ -88,8 +92,8 @@ func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Tran
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
-		ForwardProposals: mf == nil, ReplicaLagTicks: 20})
+	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: testElectionTicks, HeartbeatTicks: 1,
+		ForwardProposals: mf == nil, ReplicaLagTicks: testLagTicks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,11 +450,17 @@ func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
 		}
 		var l1 *node
 		waitFor(t, "a leader", func() bool { l1 = leader(nil); return l1 != nil })
-		for range 20 {
+		for i := 0; i < 20; {
 			d := payload(1, 16)
-			if _, err := l1.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+			_, err := l1.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			switch {
+			case errors.Is(err, ErrNotLeader): // an election on a loaded machine
+				waitFor(t, "a leader", func() bool { l1 = leader(nil); return l1 != nil })
+				continue
+			case err != nil:
 				t.Fatalf("round %d: propose: %v", round, err)
 			}
+			i++
 		}
 		published := l1.g.HighWatermark()
 		net.setDown(l1.id, true)
@@ -484,6 +494,11 @@ func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
 // third has it, and fails with ErrTooFewCopies when the third leaves the
 // in-sync replicas instead.
 func TestMinCopiesAboveQuorum(t *testing.T) {
+	// Each step assumes no election and a connected follower in sync:
+	// 0.5 s election timeout and 1 s replica lag, so a loaded machine
+	// (-race, other packages) does not change leader or ISR by accident.
+	testElectionTicks, testLagTicks = 100, 200
+	defer func() { testElectionTicks, testLagTicks = 10, 20 }()
 	net, voters, nodes := startThree(t)
 	defer stopAll(t, nodes)
 	var l *node
@@ -594,12 +609,28 @@ func TestFollowerBehindLogStartInstallsSnapshot(t *testing.T) {
 		return false
 	})
 	f := another(nodes, l)
+	// propose writes k entries through on, or whoever leads instead if an
+	// election on a loaded machine moved leadership.
 	propose := func(on *node, k int) {
-		for range k {
+		for i := 0; i < k; {
 			d := payload(2, 512)
-			if _, err := on.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+			_, err := on.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			switch {
+			case errors.Is(err, ErrNotLeader):
+				waitFor(t, "a leader", func() bool {
+					for _, n := range nodes {
+						if n.g.Status().IsLeader {
+							on = n
+							return true
+						}
+					}
+					return false
+				})
+				continue
+			case err != nil:
 				t.Fatalf("propose on %d: %v", on.id, err)
 			}
+			i++
 		}
 	}
 	propose(l, 10)

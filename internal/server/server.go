@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -228,6 +229,7 @@ func (s *Server) Run(ctx context.Context) error {
 	b := broker.New(s, s.log)
 	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
 	s.groups.Go("checkpointer", false, s.checkpointLoop)
+	s.groups.Go("metadata-snapshots", false, s.metaSnapshotLoop)
 	s.groups.Go("retention", false, s.retentionLoop)
 	if s.cfg.ScrubBytesPerSecond > 0 {
 		s.groups.Go("log-scrubber", false, s.scrubLoop)
@@ -298,7 +300,9 @@ func (s *Server) logOptions() storage.Options {
 // startMeta opens the metadata group, replays it and registers this broker.
 func (s *Server) startMeta() error {
 	var err error
-	s.metaLog, err = storage.Open(filepath.Join(s.cfg.DataDir, "logs", metaLogName), s.committer, s.logOptions())
+	mo := s.logOptions()
+	mo.Snapshots, mo.SegmentBytes = true, s.cfg.MetadataSegmentBytes
+	s.metaLog, err = storage.Open(filepath.Join(s.cfg.DataDir, "logs", metaLogName), s.committer, mo)
 	if err != nil {
 		return fmt.Errorf("metadata log: %w", err)
 	}
@@ -410,6 +414,39 @@ func (s *Server) checkpointLoop(ctx context.Context) error {
 				s.log.Warn("checkpoint", "log", l.Name(), "err", err)
 			}
 		}
+	})
+}
+
+// metaSnapshotLoop saves a snapshot of the metadata state and deletes the
+// metadata log segments it covers once the log grew by
+// metadata.log.max.record.bytes.between.snapshots since the last one, so
+// start-up replays only the tail and a node far behind gets the snapshot.
+func (s *Server) metaSnapshotLoop(ctx context.Context) error {
+	if s.cfg.MetadataSnapshotBytes <= 0 {
+		return nil
+	}
+	base := s.metaLog.Size()
+	return every(ctx, time.Second, func() {
+		if s.metaLog.Size()-base < s.cfg.MetadataSnapshotBytes {
+			return
+		}
+		idx, data, err := s.meta.Snapshot()
+		if err != nil {
+			s.log.Warn("metadata snapshot", "err", err)
+			return
+		}
+		if err := s.metaLog.SaveSnapshot(idx, data); err != nil {
+			if !errors.Is(err, storage.ErrNotApplied) {
+				s.log.Warn("metadata snapshot", "err", err)
+			}
+			return // applied in the state but not yet in the log: next time
+		}
+		n, err := s.metaLog.CompactTo(idx)
+		if err != nil {
+			s.log.Warn("metadata log compaction", "err", err)
+		}
+		base = s.metaLog.Size()
+		s.log.Info("metadata snapshot saved", "index", idx, "bytes", len(data), "segments_deleted", n)
 	})
 }
 

@@ -79,6 +79,9 @@ type installMarker struct {
 	nextOffset, logStart int64
 	hs                   hardStateFrame
 	conf                 *pb.ConfState
+	// extra is the owner's data, kept as the saved snapshot when the log
+	// keeps snapshots (Options.Snapshots).
+	extra []byte
 }
 
 func encodeInstall(m *installMarker) ([]byte, error) {
@@ -96,13 +99,15 @@ func encodeInstall(m *installMarker) ([]byte, error) {
 	}
 	b = le.AppendUint32(b, uint32(len(conf)))
 	b = append(b, conf...)
+	b = le.AppendUint32(b, uint32(len(m.extra)))
+	b = append(b, m.extra...)
 	return le.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
 func decodeInstall(b []byte) (*installMarker, error) {
 	le := binary.LittleEndian
 	const fixed = 8 + 8*8 + 4
-	if len(b) < fixed+4 || string(b[:8]) != installMagic {
+	if len(b) < fixed+8 || string(b[:8]) != installMagic {
 		return nil, errors.New("install marker: bad magic or size")
 	}
 	if le.Uint32(b[len(b)-4:]) != crc32.Checksum(b[:len(b)-4], castagnoli) {
@@ -111,16 +116,22 @@ func decodeInstall(b []byte) (*installMarker, error) {
 	v := func(i int) uint64 { return le.Uint64(b[8+8*i:]) }
 	m := &installMarker{index: v(0), term: v(1), nextOffset: int64(v(2)), logStart: int64(v(3)),
 		hs: hardStateFrame{term: v(4), vote: v(5), commit: v(6), applied: v(7)}}
-	n := int(le.Uint32(b[fixed-4:]))
-	if n != len(b)-fixed-4 || n > maxConfStateBytes {
+	body := b[fixed-4 : len(b)-4]
+	n := int(le.Uint32(body))
+	if n > len(body)-8 || n > maxConfStateBytes {
 		return nil, errors.New("install marker: bad conf state length")
 	}
 	if n > 0 {
 		m.conf = &pb.ConfState{}
-		if err := proto.Unmarshal(b[fixed:fixed+n], m.conf); err != nil {
+		if err := proto.Unmarshal(body[4:4+n], m.conf); err != nil {
 			return nil, fmt.Errorf("install marker: conf state: %w", err)
 		}
 	}
+	body = body[4+n:]
+	if x := int(le.Uint32(body)); x != len(body)-4 {
+		return nil, errors.New("install marker: bad data length")
+	}
+	m.extra = append([]byte(nil), body[4:]...)
 	return m, nil
 }
 
@@ -146,6 +157,9 @@ func (l *Log) InstallSnapshot(index, term uint64, cs *pb.ConfState, d SnapshotDa
 	hs.commit = max(hs.commit, index)
 	hs.applied = index
 	m := &installMarker{index: index, term: term, nextOffset: d.NextOffset, logStart: d.LogStart, hs: hs, conf: cs}
+	if l.opts.Snapshots {
+		m.extra = d.Extra
+	}
 	b, err := encodeInstall(m)
 	if err != nil {
 		return err
@@ -198,6 +212,11 @@ func (l *Log) finishInstall(m *installMarker) error {
 	l.terms = termRuns{}
 	l.cache.reset()
 	l.applied = m.index
+	if l.opts.Snapshots {
+		if err := l.writeSaved(&savedSnapshot{index: m.index, term: m.term, data: m.extra}); err != nil {
+			return err
+		}
+	}
 	if err := os.Remove(filepath.Join(l.dir, installFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -222,4 +241,103 @@ func (l *Log) resumeInstall() (bool, error) {
 	}
 	l.log.Warn("finishing a snapshot install that was interrupted", "index", m.index)
 	return true, l.finishInstall(m)
+}
+
+// Saved snapshots (Options.Snapshots; docs/format/snapshot.md): the file
+// `snapshot` holds the owner's state at an index, so that the entries up to
+// it can be deleted (CompactTo) and start-up replays only the tail.
+const (
+	savedMagic = "CHRNKSAV"
+	savedFile  = "snapshot"
+)
+
+// ErrNotApplied refuses to save a snapshot of an index the log does not
+// know to be applied yet.
+var ErrNotApplied = errors.New("not applied yet")
+
+type savedSnapshot struct {
+	index, term uint64
+	data        []byte
+}
+
+func (l *Log) writeSaved(sv *savedSnapshot) error {
+	le := binary.LittleEndian
+	b := append([]byte(nil), savedMagic...)
+	b = le.AppendUint64(b, sv.index)
+	b = le.AppendUint64(b, sv.term)
+	b = le.AppendUint32(b, uint32(len(sv.data)))
+	b = append(b, sv.data...)
+	b = le.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if err := WriteFileAtomic(l.dir, savedFile, b); err != nil {
+		return fmt.Errorf("save snapshot of %s: %w", l.name, err)
+	}
+	l.saved = sv
+	return nil
+}
+
+func (l *Log) loadSaved() error {
+	path := filepath.Join(l.dir, savedFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	if len(b) < 32 || string(b[:8]) != savedMagic || le.Uint32(b[len(b)-4:]) != crc32.Checksum(b[:len(b)-4], castagnoli) ||
+		int(le.Uint32(b[24:])) != len(b)-32 {
+		return l.corrupt(path, 0, "saved snapshot: bad magic, length or crc")
+	}
+	sv := &savedSnapshot{index: le.Uint64(b[8:]), term: le.Uint64(b[16:]), data: append([]byte(nil), b[28:len(b)-4]...)}
+	if first := l.segs[0].baseIndex; sv.index+1 < first {
+		return l.corrupt(path, 0, "saved snapshot at index %d, but the log starts at %d: entries in between are missing", sv.index, first)
+	}
+	l.saved = sv
+	return nil
+}
+
+// SaveSnapshot keeps data, the owner's whole state after applying entry
+// index, as the log's snapshot (Options.Snapshots). index must be applied
+// and still in the log.
+func (l *Log) SaveSnapshot(index uint64, data []byte) error {
+	if !l.opts.Snapshots {
+		return errors.New("storage: SaveSnapshot on a log without Options.Snapshots")
+	}
+	term, err := l.Term(index)
+	if err != nil {
+		return fmt.Errorf("save snapshot of %s at %d: %w", l.name, index, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if index > l.applied {
+		return fmt.Errorf("save snapshot of %s at %d: %w (%d is)", l.name, index, ErrNotApplied, l.applied)
+	}
+	if l.saved != nil && l.saved.index >= index {
+		return nil
+	}
+	return l.writeSaved(&savedSnapshot{index: index, term: term, data: data})
+}
+
+// Saved returns the last saved snapshot (Options.Snapshots).
+func (l *Log) Saved() (index uint64, data []byte, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.saved == nil {
+		return 0, nil, false
+	}
+	return l.saved.index, l.saved.data, true
+}
+
+// CompactTo deletes the sealed segments whose entries the saved snapshot
+// covers, up to index, and returns how many.
+func (l *Log) CompactTo(index uint64) (int, error) {
+	l.mu.Lock()
+	if l.saved == nil {
+		l.mu.Unlock()
+		return 0, nil
+	}
+	index = min(index, l.saved.index)
+	l.mu.Unlock()
+	return l.deleteSegments(func(*segment, int64) bool { return true }, index)
 }

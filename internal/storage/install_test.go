@@ -1,6 +1,9 @@
 package storage
 
 import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -122,5 +125,59 @@ func TestInterruptedInstallIsFinishedAtOpen(t *testing.T) {
 	}
 	if _, err := Open(dir, c, testOptions()); err == nil {
 		t.Fatal("a damaged install marker was accepted")
+	}
+}
+
+func TestSavedSnapshotServedCompactedAndReloaded(t *testing.T) {
+	dir := t.TempDir()
+	c := startCommitter(t, "low")
+	o := testOptions()
+	o.Meta, o.Snapshots = nil, true
+	l := mustOpen(t, dir, c, o)
+	appendRecords(t, l, 2, 300, 1, 1000, 600)
+	last, _ := l.LastIndex()
+	l.SetApplied(last - 10)
+	if err := l.SaveSnapshot(last, []byte("too new")); !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("saving a snapshot of an unapplied index: %v", err)
+	}
+	at := last - 20
+	if err := l.SaveSnapshot(at, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	segs := l.Segments()
+	n, err := l.CompactTo(last)
+	if err != nil || n == 0 || l.Segments() != segs-n {
+		t.Fatalf("compaction deleted %d of %d segments: %v", n, segs, err)
+	}
+	first, _ := l.FirstIndex()
+	if first-1 > at {
+		t.Fatalf("compaction went past the snapshot: log starts at %d, snapshot at %d", first, at)
+	}
+	snap, err := l.Snapshot()
+	if err != nil || snap.GetMetadata().GetIndex() != at || snap.GetMetadata().GetTerm() != 2 {
+		t.Fatalf("Snapshot serves %v (%v), want the saved one at %d", snap.GetMetadata(), err, at)
+	}
+	if d, err := DecodeSnapshotData(snap.GetData()); err != nil || string(d.Extra) != "state" {
+		t.Fatalf("snapshot data %+v, %v", d, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, c, o)
+	if idx, data, ok := l.Saved(); !ok || idx != at || string(data) != "state" {
+		t.Fatalf("after reopen: saved %d %q %v", idx, data, ok)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A saved snapshot older than the log's start cannot be trusted.
+	b, _ := os.ReadFile(filepath.Join(dir, savedFile))
+	binary.LittleEndian.PutUint64(b[8:], 1)
+	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], castagnoli))
+	if err := os.WriteFile(filepath.Join(dir, savedFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, c, o); err == nil {
+		t.Fatal("a saved snapshot before the log start with entries missing in between was accepted")
 	}
 }

@@ -307,6 +307,13 @@ func (l *Log) Snapshot() (*pb.Snapshot, error) {
 	first := l.segs[0]
 	idx, term := first.baseIndex-1, first.prevTerm
 	cs := pb.EnsureConfState(l.cur.conf)
+	if sv := l.saved; sv != nil && sv.index >= idx {
+		// A log that keeps snapshots serves its last saved one: the
+		// entries after it are all still here.
+		l.mu.Unlock()
+		d := SnapshotData{LogStart: -1, Extra: sv.data}
+		return &pb.Snapshot{Data: EncodeSnapshotData(d), Metadata: &pb.SnapshotMetadata{Index: &sv.index, Term: &sv.term, ConfState: cs}}, nil
+	}
 	d := SnapshotData{NextOffset: first.baseOffset, LogStart: l.logStartLocked()}
 	fn := l.snapData
 	l.mu.Unlock()

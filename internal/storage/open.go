@@ -28,7 +28,11 @@ func Open(dir string, c *wal.Committer, opts Options) (*Log, error) {
 	l := &Log{name: filepath.Base(dir), dir: dir, opts: opts, c: c, log: opts.Logger.With("log", filepath.Base(dir))}
 	l.idle = sync.NewCond(&l.mu)
 	l.cache.max = opts.TailCacheBytes
-	if err := l.recover(); err != nil {
+	err := l.recover()
+	if err == nil && opts.Snapshots {
+		err = l.loadSaved()
+	}
+	if err != nil {
 		for _, s := range l.segs {
 			_ = s.close()
 		}

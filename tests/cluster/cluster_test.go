@@ -747,12 +747,15 @@ func TestClusterWipedNodeRefusesToStart(t *testing.T) {
 }
 
 // TestClusterNodeBehindRetentionInstallsSnapshot: a node is away while
-// retention on the others deletes the segments it would need; back, it
-// installs the leader's snapshot (log start, producer state) and
-// replicates from there, then leads again (preferred-leader balancing) and
-// serves every acknowledged record after the log start at its offset.
+// retention on the others deletes the segments it would need, and while
+// topics created meanwhile make the metadata log compact itself; back, it
+// installs the leaders' snapshots (metadata state; log start and producer
+// state of the partition) and replicates from there, knows every topic,
+// then leads again (preferred-leader balancing) and serves every
+// acknowledged record after the log start at its offset.
 func TestClusterNodeBehindRetentionInstallsSnapshot(t *testing.T) {
-	c := startCluster(t, 3, "--retention-check-interval-ms", "300", "--leader-imbalance-check-interval-seconds", "1")
+	c := startCluster(t, 3, "--retention-check-interval-ms", "300", "--leader-imbalance-check-interval-seconds", "1",
+		"--metadata-log-segment-bytes", "4096", "--metadata-snapshot-bytes", "4096")
 	const topic = "behind"
 	cl := c.client()
 	createTopic(t, cl, topic, 1, 3, map[string]*string{"segment.bytes": str("65536"), "retention.bytes": str("131072")})
@@ -801,10 +804,39 @@ func TestClusterNodeBehindRetentionInstallsSnapshot(t *testing.T) {
 		}
 	}
 	t.Logf("log start offset %d of %d while node %d was away", start, len(a.recs), pref)
+	for i := range 20 {
+		createTopic(t, cl, fmt.Sprintf("meanwhile-%02d", i), 1, 3, nil)
+	}
 	c.restart(away)
 	waitLeader(func(l int32) bool { return l == pref }, "the returned node leading again")
-	if !strings.Contains(away.output(), "installing a snapshot from the leader") {
-		t.Fatalf("node %d caught up without installing a snapshot", pref)
+	for _, group := range []string{"group=__chronik_metadata-0", "group=" + topic + "-0"} {
+		installed := false
+		for _, line := range strings.Split(away.output(), "\n") {
+			installed = installed || strings.Contains(line, "installing a snapshot from the leader") && strings.Contains(line, group)
+		}
+		if !installed {
+			t.Fatalf("node %d caught up %s without installing a snapshot", pref, group)
+		}
+	}
+	// It knows every topic created while it was away, from its own state.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.client().Broker(int(pref)).Request(ctx, kmsg.NewPtrMetadataRequest())
+		n := 0
+		if err == nil {
+			for _, tp := range resp.(*kmsg.MetadataResponse).Topics {
+				if tp.Topic != nil && strings.HasPrefix(*tp.Topic, "meanwhile-") {
+					n++
+				}
+			}
+		}
+		if n == 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d lists %d of the 20 topics created while it was away (%v)", pref, n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// Served by the node that installed the snapshot.
 	s, err := adm.ListStartOffsets(ctx, topic)
