@@ -83,7 +83,6 @@ func TestDashboardQueriesNameRealMetrics(t *testing.T) {
 	t.Logf("%d panels, %d metric references checked against /metrics", len(panels), checked)
 }
 
-
 // gather reads /metrics into metric families.
 func gather(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
