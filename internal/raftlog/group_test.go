@@ -705,15 +705,7 @@ func TestConfirmLeader(t *testing.T) {
 	net, _, nodes := startThree(t)
 	defer stopAll(t, nodes)
 	var l *node
-	waitFor(t, "a leader that serves", func() bool {
-		for _, n := range nodes {
-			if st := n.g.Status(); st.IsLeader && st.Serving {
-				l = n
-				return true
-			}
-		}
-		return false
-	})
+	l = servingLeader(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
@@ -726,15 +718,7 @@ func TestConfirmLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		// An election on a loaded machine: follow the new leader.
-		waitFor(t, "a leader that serves", func() bool {
-			for _, n := range nodes {
-				if st := n.g.Status(); st.IsLeader && st.Serving {
-					l = n
-					return true
-				}
-			}
-			return false
-		})
+		l = servingLeader(t, nodes)
 	}
 	if err := l.g.ConfirmLeader(ctx); err != nil {
 		t.Fatalf("the leader could not confirm its leadership: %v", err)
@@ -749,4 +733,20 @@ func TestConfirmLeader(t *testing.T) {
 	if err := l.g.ConfirmLeader(ctx); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("a leader cut off from the quorum: %v, want ErrNotLeader", err)
 	}
+}
+
+// servingLeader waits for a leader that serves and returns it.
+func servingLeader(t *testing.T, nodes map[uint64]*node) *node {
+	t.Helper()
+	var l *node
+	waitFor(t, "a leader that serves", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader && st.Serving {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
 }
