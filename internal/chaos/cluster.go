@@ -19,6 +19,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/faultnet"
 )
 
 // BuildBinary builds cmd/chronik of the module that holds the working
@@ -54,7 +57,10 @@ type Node struct {
 	ID                   int
 	Dir                  string
 	Kafka, Raft, Metrics string
-	args                 []string
+	// Proxy is the node's Raft address as its peers know it: the fault
+	// proxy in front of Raft (empty for a standalone node).
+	Proxy string
+	args  []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -71,6 +77,21 @@ func (n *Node) Output() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return strings.Join(n.log, "\n")
+}
+
+// Pid is the process id of the running process (0 when none).
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-n.done:
+		return 0
+	default:
+		return n.cmd.Process.Pid
+	}
 }
 
 // Running reports whether the process is alive (stopped counts as alive).
@@ -93,7 +114,13 @@ func (n *Node) Running() bool {
 type Cluster struct {
 	bin   string
 	Nodes []*Node
-	logf  func(format string, args ...any)
+	// Net is the fault proxy on the node links (nil standalone): every
+	// node's peers reach its Raft listener through it. Clients reach every
+	// node directly: a partition cuts the node links only, so a client
+	// may still talk to an isolated leader, as a client on its side of
+	// the partition would (docs/DESIGN.md, fault injection).
+	Net  *faultnet.Net
+	logf func(format string, args ...any)
 }
 
 // ClusterConfig says what to start.
@@ -111,6 +138,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, errors.New("cluster needs at least one node")
 	}
 	c := &Cluster{bin: cfg.Binary, logf: cfg.Logf}
+	if cfg.Nodes > 1 {
+		c.Net = faultnet.New(faultnet.ProcIdentifier(c.pids), nil)
+	}
 	var peers []string
 	for i := 1; i <= cfg.Nodes; i++ {
 		nd := &Node{ID: i, Dir: filepath.Join(cfg.Dir, "node"+strconv.Itoa(i))}
@@ -122,10 +152,20 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			*p = a
 		}
 		if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
+			c.Close()
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
 		c.Nodes = append(c.Nodes, nd)
-		peers = append(peers, nd.Kafka+":"+nd.Raft[strings.LastIndex(nd.Raft, ":")+1:])
+		peerRaft := nd.Raft
+		if c.Net != nil {
+			p, err := c.Net.Listen(nd.ID, nd.Raft)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			nd.Proxy, peerRaft = p, p
+		}
+		peers = append(peers, nd.Kafka+":"+peerRaft[strings.LastIndex(peerRaft, ":")+1:])
 	}
 	for _, nd := range c.Nodes {
 		nd.args = []string{"server", "--data-dir", nd.Dir, "--bind", nd.Kafka, "--advertise", nd.Kafka, "--metrics-bind", nd.Metrics}
@@ -257,6 +297,17 @@ func (c *Cluster) signal(nd *Node, sig syscall.Signal, stopped bool) {
 	nd.stopped = stopped
 }
 
+// pids maps node ids to the pids of running nodes (for the proxy).
+func (c *Cluster) pids() map[int]int {
+	m := map[int]int{}
+	for _, nd := range c.Nodes {
+		if p := nd.Pid(); p != 0 {
+			m[nd.ID] = p
+		}
+	}
+	return m
+}
+
 // Restart starts a node that is not running again on its data directory.
 func (c *Cluster) Restart(ctx context.Context, nd *Node) error {
 	if err := c.start(nd); err != nil {
@@ -265,8 +316,31 @@ func (c *Cluster) Restart(ctx context.Context, nd *Node) error {
 	return c.waitUp(ctx, nd)
 }
 
-// Heal continues every paused node and restarts every dead one.
+// Launch starts a node again without waiting for it to serve (a node cut
+// off from its peers waits for a metadata quorum before it serves); WaitUp
+// waits for it.
+func (c *Cluster) Launch(nd *Node) error { return c.start(nd) }
+
+// WaitUp waits until a launched node serves Kafka.
+func (c *Cluster) WaitUp(ctx context.Context, nd *Node) error { return c.waitUp(ctx, nd) }
+
+// others returns every node but nd.
+func (c *Cluster) others(nd *Node) []*Node {
+	var out []*Node
+	for _, x := range c.Nodes {
+		if x != nd {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Heal removes every link fault, continues every paused node and restarts
+// every dead one.
 func (c *Cluster) Heal(ctx context.Context) error {
+	if c.Net != nil {
+		c.Net.Heal()
+	}
 	for _, nd := range c.Nodes {
 		nd.mu.Lock()
 		stopped := nd.stopped
@@ -275,9 +349,15 @@ func (c *Cluster) Heal(ctx context.Context) error {
 			c.Resume(nd)
 		}
 		if !nd.Running() {
-			if err := c.Restart(ctx, nd); err != nil {
+			if err := c.start(nd); err != nil {
 				return err
 			}
+		}
+	}
+	// Launched ones (here or by a fault) may still be starting.
+	for _, nd := range c.Nodes {
+		if err := c.waitUp(ctx, nd); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -313,11 +393,27 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 	return nil
 }
 
-// Close kills every node.
+// Close kills every node and stops the proxy.
 func (c *Cluster) Close() {
 	for _, nd := range c.Nodes {
 		c.Kill(nd)
 	}
+	if c.Net != nil {
+		_ = c.Net.Close()
+	}
+}
+
+// Stop stops every node cleanly (SIGTERM, at most 30 s each, then kill),
+// all at once, so that the last ones do not wait for a quorum that left.
+func (c *Cluster) Stop() error {
+	errs := make([]error, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, nd := range c.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = c.Term(nd) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Seeds are the Kafka addresses of every node.
@@ -365,6 +461,48 @@ func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (*N
 			return nil, fmt.Errorf("leader of %s-%d: %w", topic, partition, err)
 		}
 	}
+}
+
+// LeaderAmong asks each node of set for a partition's leader (each node's
+// own view, not a client's cached one) until one of them names a leader in
+// set, or wait passes (nil, nil).
+func (c *Cluster) LeaderAmong(ctx context.Context, topic string, partition int32, set []*Node, wait time.Duration) (*Node, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Seeds()...))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		for _, nd := range set {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			req := kmsg.NewPtrMetadataRequest()
+			t := kmsg.NewMetadataRequestTopic()
+			t.Topic = kmsg.StringPtr(topic)
+			req.Topics = append(req.Topics, t)
+			resp, err := req.RequestWith(qctx, cl.Broker(nd.ID))
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					if rp.Partition != partition || rp.ErrorCode != 0 {
+						continue
+					}
+					for _, x := range set {
+						if int32(x.ID) == rp.Leader {
+							return x, nil
+						}
+					}
+				}
+			}
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // sleep waits d or until ctx ends.

@@ -48,6 +48,11 @@ func (c *RunConfig) Validate() error {
 	case c.Binary == "" || c.Dir == "":
 		return errors.New("binary and dir are required")
 	}
+	for _, f := range c.Faults {
+		if f.networked() && c.Nodes < 3 {
+			return fmt.Errorf("fault %s needs the node links of three nodes", f)
+		}
+	}
 	return nil
 }
 
@@ -166,6 +171,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if runErr == nil {
 		runErr = r.drain(ctx)
 	}
+	if runErr == nil && cfg.Nodes > 1 {
+		runErr = r.compareReplicas(ctx)
+	}
 	r.mu.Lock()
 	rep.Log = append([]string(nil), r.log...)
 	r.mu.Unlock()
@@ -184,6 +192,37 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	rep.Result = Check(events, Options{})
 	return rep, nil
+}
+
+// compareReplicas stops every node cleanly and compares the committed
+// logs of every replica (W8); the outcome goes into the history.
+func (r *runner) compareReplicas(ctx context.Context) error {
+	if err := r.cluster.Stop(); err != nil {
+		return fmt.Errorf("clean stop before the replica comparison: %w", err)
+	}
+	dirs := map[int]string{}
+	for _, nd := range r.cluster.Nodes {
+		dirs[nd.ID] = nd.Dir
+	}
+	evs, err := CompareReplicas(ctx, dirs)
+	if err != nil {
+		return err
+	}
+	compared, logs := int64(0), 0
+	for _, e := range evs {
+		if e.Type == OK {
+			compared += *e.Offset
+			logs++
+		}
+		if e.Type == Info {
+			r.logf("replica comparison of %s not done: %s", e.Value, e.Error)
+		}
+		if err := r.hist.Write(e); err != nil {
+			return err
+		}
+	}
+	r.logf("replicas compared: %d logs, %d committed entries held by two or more nodes", logs, compared)
+	return nil
 }
 
 func (r *runner) client(opts ...kgo.Opt) (*kgo.Client, error) {

@@ -332,7 +332,7 @@ func (n *Net) serve(down net.Conn, node int, target string) {
 	gone := make(chan struct{}) // closed when the dialler's side ends
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); defer close(gone); read(down, toUp) }()
+	go func() { defer wg.Done(); defer close(gone); read(down, toUp, c.quit) }()
 	defer wg.Wait()
 	defer c.close() // ends the readers before wg.Wait
 
@@ -363,7 +363,7 @@ func (n *Net) serve(down net.Conn, node int, target string) {
 	}
 	toDown := make(chan chunk, 16)
 	wg.Add(3)
-	go func() { defer wg.Done(); read(up, toDown) }()
+	go func() { defer wg.Done(); read(up, toDown, c.quit) }()
 	errc := make(chan struct{}, 2)
 	go func() { defer wg.Done(); n.write(c, up, toUp); errc <- struct{}{} }()
 	go func() { defer wg.Done(); n.write(c, down, toDown); errc <- struct{}{} }()
@@ -371,14 +371,19 @@ func (n *Net) serve(down net.Conn, node int, target string) {
 }
 
 // read moves what arrives on c into ch, stamped with its arrival time,
-// and closes ch at the end.
-func read(c net.Conn, ch chan<- chunk) {
+// and closes ch at the end; it gives up a send when quit closes (the
+// writer that drained ch may be gone).
+func read(c net.Conn, ch chan<- chunk, quit <-chan struct{}) {
 	defer close(ch)
 	for {
 		b := make([]byte, 32<<10)
 		k, err := c.Read(b)
 		if k > 0 {
-			ch <- chunk{b[:k], time.Now()}
+			select {
+			case ch <- chunk{b[:k], time.Now()}:
+			case <-quit:
+				return
+			}
 		}
 		if err != nil {
 			return

@@ -330,3 +330,48 @@ func TestFaultnetParseProcAddr(t *testing.T) {
 		t.Error("bad hex accepted")
 	}
 }
+
+// TestFaultnetNodeGoesAway: the node stops reading, the dialler fills
+// every buffer and queue on the way, then the node goes away (a killed
+// node); the proxy must end the connection and Close must return, with no
+// goroutine left waiting on a full queue.
+func TestFaultnetNodeGoesAway(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	p := &ports{m: map[int]int{}}
+	n := New(p.identify, nil)
+	addr, err := n.Listen(9, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.dial(t, 1, addr)
+	node := <-accepted // it never reads
+	buf := make([]byte, 64<<10)
+	for {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write(buf); err != nil {
+			if !isTimeout(err) {
+				t.Fatalf("write: %v", err)
+			}
+			break // everything between here and the node is full
+		}
+	}
+	_ = node.Close()
+	closed := make(chan struct{})
+	go func() { _ = n.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return: a proxy goroutine is stuck")
+	}
+}

@@ -39,7 +39,7 @@ func main() {
 func run() error {
 	seed := flag.Uint64("seed", 0, "seed of the fault schedule (0: from the clock)")
 	duration := flag.Duration("duration", 60*time.Second, "length of the fault schedule")
-	faults := flag.String("faults", "f1,f2,f3", "faults: f1, f2, f3 or "+chaos.FormatFaults(chaos.AllFaults))
+	faults := flag.String("faults", "f1,f2,f3", "faults: groups f1 … f6 and w4, or "+chaos.FormatFaults(chaos.AllFaults))
 	nodes := flag.Int("nodes", 3, "3 (cluster) or 1 (standalone)")
 	delivery := flag.Duration("delivery-timeout", 30*time.Second, "how long a record is retried; shorter than a fault leaves unknown outcomes")
 	endOffsets := flag.Bool("end-offsets", false, "poll end offsets during the run (W7)")
