@@ -19,7 +19,7 @@ func TestParseFaults(t *testing.T) {
 	if back, err := ParseFaults(FormatFaults(got)); err != nil || !reflect.DeepEqual(back, got) {
 		t.Fatalf("round trip: %v %v", back, err)
 	}
-	for _, bad := range []string{"", "f4", "f1,partition"} {
+	for _, bad := range []string{"", "f7", "f1,partition", "w9"} {
 		if _, err := ParseFaults(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -149,6 +150,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if cfg.EndOffsets {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.pollEndOffsets(ctx, stop) }()
+	}
+	if slices.Contains(cfg.Faults, QuorumLoss) {
+		for i := range 2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.probe(ctx, stop, 400+i) }()
+		}
 	}
 	var runErr error
 	for _, s := range steps {
@@ -323,6 +330,46 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 		errc <- nil
 	}()
 	return errc
+}
+
+// probe produces one record at a time with a short delivery timeout
+// (W4): the W1 producers keep one produce outstanding each and so invoke
+// nothing new while a quorum is lost; a probe gives up within two
+// seconds and invokes again, so acks=all produces are invoked all through
+// a quorum loss, and none of them may be acknowledged before the heal.
+func (r *runner) probe(ctx context.Context, stop <-chan struct{}, proc int) {
+	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordDeliveryTimeout(1500*time.Millisecond), kgo.ProducerLinger(0))
+	if err != nil {
+		r.logf("probe %d: %v", proc, err)
+		return
+	}
+	defer cl.Close()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		part := int32(i % partitions)
+		v := fmt.Sprintf("q%d-%06d", proc, i)
+		_ = r.hist.Write(Event{Process: proc, Type: Invoke, F: Produce, Topic: r.topic, Partition: part, Value: v})
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		res := cl.ProduceSync(pctx, &kgo.Record{Topic: r.topic, Partition: part, Value: []byte(v)})
+		cancel()
+		e := Event{Process: proc, F: Produce, Topic: r.topic, Partition: part, Value: v}
+		if rec, err := res.First(); err != nil {
+			e.Type, e.Error = Info, err.Error()
+		} else {
+			e.Type, e.Offset, e.Partition = OK, Off(rec.Offset), rec.Partition
+		}
+		_ = r.hist.Write(e)
+		if e.Type == Info {
+			_ = sleep(ctx, 100*time.Millisecond)
+		}
+	}
 }
 
 // pollEndOffsets asks for every partition's end offset (the high

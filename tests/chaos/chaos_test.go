@@ -52,6 +52,13 @@ func run(t *testing.T, cfg chaos.RunConfig) *chaos.Report {
 		keep(t, rep)
 		t.Fatalf("anomalies with seed %d; replay with: %s", cfg.Seed, rep.Replay)
 	}
+	// A run that injected nothing, or compared no replica, proved nothing.
+	if rep.Result.Summary.Faults == 0 {
+		t.Fatalf("seed %d: no fault was injected", cfg.Seed)
+	}
+	if cfg.Nodes > 1 && rep.Result.Summary.ReplicaEntries == 0 {
+		t.Fatalf("seed %d: no committed entry was compared across replicas (W8)", cfg.Seed)
+	}
 	return rep
 }
 
@@ -80,14 +87,17 @@ func keep(t *testing.T, rep *chaos.Report) {
 }
 
 // TestChaosSmoke: W1 (idempotent acks=all producers on a 3-partition RF 3
-// topic, a final drain) on three nodes, once per fault: kill -9 of a
-// leader, SIGSTOP of a leader past the election timeout, a clean bounce.
-// Zero anomalies allowed.
+// topic, a final drain) with W7 (end offsets polled throughout) on three
+// nodes, once per fault: kill -9 of a leader, SIGSTOP of a leader past the
+// election timeout, a clean bounce, the leader cut off from both peers
+// (F4), and two of three nodes unreachable or killed (W4: no acks=all
+// acknowledged meanwhile). After each run the nodes stop cleanly and every
+// replica's committed log is compared (W8). Zero anomalies allowed.
 func TestChaosSmoke(t *testing.T) {
 	s := seed()
-	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce} {
+	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce, chaos.IsolateLeader, chaos.QuorumLoss} {
 		t.Run(string(f), func(t *testing.T) {
-			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3})
+			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3, EndOffsets: true})
 		})
 	}
 }
