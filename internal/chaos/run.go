@@ -152,10 +152,8 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		go func() { defer wg.Done(); r.pollEndOffsets(ctx, stop) }()
 	}
 	if slices.Contains(cfg.Faults, QuorumLoss) {
-		for i := range 2 {
-			wg.Add(1)
-			go func() { defer wg.Done(); r.probe(ctx, stop, 400+i) }()
-		}
+		wg.Add(1)
+		go func() { defer wg.Done(); r.probe(ctx, stop) }()
 	}
 	var runErr error
 	for _, s := range steps {
@@ -332,43 +330,49 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 	return errc
 }
 
-// probe produces one record at a time with a short delivery timeout
-// (W4): the W1 producers keep one produce outstanding each and so invoke
-// nothing new while a quorum is lost; a probe gives up within two
-// seconds and invokes again, so acks=all produces are invoked all through
-// a quorum loss, and none of them may be acknowledged before the heal.
-func (r *runner) probe(ctx context.Context, stop <-chan struct{}, proc int) {
+// probe invokes an acks=all produce every 250 ms, each its own history
+// process (from 1000 up), without waiting for the earlier ones (W4): the
+// W1 producers keep one produce outstanding each and invoke nothing new
+// while a quorum is lost, and a client cannot take back a record already
+// sent, so only fresh invocations show whether anything invoked during a
+// quorum loss was acknowledged before the heal.
+func (r *runner) probe(ctx context.Context, stop <-chan struct{}) {
 	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RecordDeliveryTimeout(1500*time.Millisecond), kgo.ProducerLinger(0))
+		kgo.RecordDeliveryTimeout(r.cfg.DeliveryTimeout), kgo.ProducerLinger(0))
 	if err != nil {
-		r.logf("probe %d: %v", proc, err)
+		r.logf("probe: %v", err)
 		return
 	}
-	defer cl.Close()
+	var out sync.WaitGroup
+	defer func() { cl.Close(); out.Wait() }() // Close fails what is still buffered
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
 			return
 		case <-ctx.Done():
 			return
-		default:
+		case <-tick.C:
 		}
-		part := int32(i % partitions)
-		v := fmt.Sprintf("q%d-%06d", proc, i)
+		proc, part := 1000+i, int32(i%partitions)
+		v := fmt.Sprintf("q-%06d", i)
 		_ = r.hist.Write(Event{Process: proc, Type: Invoke, F: Produce, Topic: r.topic, Partition: part, Value: v})
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		res := cl.ProduceSync(pctx, &kgo.Record{Topic: r.topic, Partition: part, Value: []byte(v)})
-		cancel()
-		e := Event{Process: proc, F: Produce, Topic: r.topic, Partition: part, Value: v}
-		if rec, err := res.First(); err != nil {
-			e.Type, e.Error = Info, err.Error()
-		} else {
-			e.Type, e.Offset, e.Partition = OK, Off(rec.Offset), rec.Partition
-		}
-		_ = r.hist.Write(e)
-		if e.Type == Info {
-			_ = sleep(ctx, 100*time.Millisecond)
-		}
+		out.Add(1)
+		// A record that waits in the client's buffer past this is given
+		// up (one already sent waits for its answer or the delivery timeout).
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cl.Produce(pctx, &kgo.Record{Topic: r.topic, Partition: part, Value: []byte(v)}, func(rec *kgo.Record, err error) {
+			defer out.Done()
+			cancel()
+			e := Event{Process: proc, F: Produce, Topic: r.topic, Partition: part, Value: v}
+			if err != nil {
+				e.Type, e.Error = Info, err.Error()
+			} else {
+				e.Type, e.Offset, e.Partition = OK, Off(rec.Offset), rec.Partition
+			}
+			_ = r.hist.Write(e)
+		})
 	}
 }
 
