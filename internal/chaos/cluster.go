@@ -119,8 +119,9 @@ type Cluster struct {
 	// node directly: a partition cuts the node links only, so a client
 	// may still talk to an isolated leader, as a client on its side of
 	// the partition would (docs/DESIGN.md, fault injection).
-	Net  *faultnet.Net
-	logf func(format string, args ...any)
+	Net    *faultnet.Net
+	mounts []string // file systems to unmount at Close
+	logf   func(format string, args ...any)
 }
 
 // ClusterConfig says what to start.
@@ -129,11 +130,34 @@ type ClusterConfig struct {
 	Dir    string // parent of the nodes' data directories
 	Nodes  int    // 1 = standalone (no peers), otherwise Raft peers
 	Extra  []string
+	// DiskMB, when positive, puts each node's data directory on its own
+	// ext4 file system of this size (a loop device), so that a disk can
+	// really fill up (F10). Needs root.
+	DiskMB int
 	Logf   func(format string, args ...any)
 }
 
-// StartCluster starts every node and waits until each serves Kafka.
+// StartCluster starts every node and waits until each serves Kafka. A
+// port picked free can be taken by another process before the node binds
+// it; the cluster is then started again on new ports (three tries).
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	var err error
+	for range 3 {
+		var c *Cluster
+		if c, err = startCluster(ctx, cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+		if cfg.Logf != nil {
+			cfg.Logf("a port was taken before a node bound it; starting the cluster again on new ports")
+		}
+		for i := 1; i <= cfg.Nodes; i++ {
+			_ = os.RemoveAll(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i)))
+		}
+	}
+	return nil, err
+}
+
+func startCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Nodes < 1 {
 		return nil, errors.New("cluster needs at least one node")
 	}
@@ -154,6 +178,13 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		if cfg.DiskMB > 0 {
+			if err := mountExt4(nd.Dir+".img", nd.Dir, cfg.DiskMB); err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.mounts = append(c.mounts, nd.Dir)
 		}
 		c.Nodes = append(c.Nodes, nd)
 		peerRaft := nd.Raft
@@ -401,6 +432,10 @@ func (c *Cluster) Close() {
 	if c.Net != nil {
 		_ = c.Net.Close()
 	}
+	for _, m := range c.mounts {
+		unmount(m)
+	}
+	c.mounts = nil
 }
 
 // Stop stops every node cleanly (SIGTERM, at most 30 s each, then kill),

@@ -53,6 +53,9 @@ const (
 	// QuorumLoss: two of three nodes unreachable (every link cut) or
 	// killed (W4); no acks=all produce may be acknowledged until the heal.
 	QuorumLoss Fault = "w4-quorum-loss"
+	// DiskFull: the file system of one node's data directory (a small
+	// loop-mounted ext4) filled up, then freed (F10).
+	DiskFull Fault = "f10-disk-full"
 )
 
 // Heal is the Fault of the nemesis operation that undoes a fault.
@@ -60,7 +63,7 @@ const Heal = "heal"
 
 // AllFaults lists every fault in a fixed order (the seed picks by index).
 var AllFaults = []Fault{KillLeader, KillFollower, LeaderChase, Bounce, PauseLeader, PauseFollower,
-	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss}
+	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull}
 
 var faultGroups = map[string][]Fault{
 	"f1": {KillLeader, KillFollower, LeaderChase},
@@ -70,6 +73,7 @@ var faultGroups = map[string][]Fault{
 	"f5": {PartitionKill},
 	"f6": {Delay, SlowLink, Resets, Flaky},
 	"w4": {QuorumLoss},
+	"f10": {DiskFull},
 }
 
 // networked reports whether a fault needs the node links (three nodes).
@@ -91,7 +95,7 @@ func ParseFaults(s string) ([]Fault, error) {
 			continue
 		}
 		if !slices.Contains(AllFaults, Fault(name)) {
-			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, w4, %v)", name, AllFaults)
+			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, f10, w4, %v)", name, AllFaults)
 		}
 		out = append(out, Fault(name))
 	}
@@ -132,7 +136,7 @@ func schedule(rng *rand.Rand, faults []Fault, partitions int32, d time.Duration)
 			pick:      rng.IntN(1 << 16),
 		}
 		switch s.fault {
-		case PauseLeader, PauseFollower, IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky:
+		case PauseLeader, PauseFollower, IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, DiskFull:
 			// Past the election timeout, as a long GC stall or a
 			// partition would be.
 			s.hold = 5*time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))
@@ -200,6 +204,8 @@ func (r *runner) inject(ctx context.Context, s step) error {
 			return err
 		}
 		return r.restart(ctx, nd)
+	case DiskFull:
+		return r.diskFull(ctx, s)
 	case PauseLeader, PauseFollower:
 		nd, what, err := r.target(ctx, s, s.fault == PauseLeader)
 		if err != nil {

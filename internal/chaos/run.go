@@ -133,7 +133,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		// run; a short lag time so a dead follower leaves the ISR quickly.
 		extra = append(extra, "--min-insync-replicas", "2", "--replica-lag-time-max-ms", "2000")
 	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, Logf: cfg.Logf})
+	disk := 0
+	if slices.Contains(cfg.Faults, DiskFull) {
+		disk = 256
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, DiskMB: disk, Logf: cfg.Logf})
 	if err != nil {
 		return rep, err
 	}

@@ -1,0 +1,170 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// mountExt4 makes a fresh ext4 file system of sizeMB in the image file and
+// mounts it on dir (loop device), for a node whose disk can really fill
+// up (F10). It needs root and e2fsprogs and says so when they are missing.
+func mountExt4(img, dir string, sizeMB int) error {
+	run := func(name string, args ...string) error {
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s (the disk-full fault needs root, mount and e2fsprogs)", name, strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if err := run("truncate", "-s", fmt.Sprintf("%dM", sizeMB), img); err != nil {
+		return err
+	}
+	if err := run("mkfs.ext4", "-q", "-F", img); err != nil {
+		return err
+	}
+	return run("mount", "-o", "loop", img, dir)
+}
+
+// unmount detaches a file system mounted by mountExt4 (lazily, so a file
+// still open somewhere does not keep it).
+func unmount(dir string) {
+	_ = exec.Command("umount", "-l", dir).Run()
+}
+
+// fillName is the file that takes a node's free space away.
+const fillName = ".chaos-fill"
+
+// fill writes zeros into dir's file system until it is full (ENOSPC) and
+// returns how much it wrote.
+func fill(dir string) (int64, error) {
+	f, err := os.OpenFile(filepath.Join(dir, fillName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("fill: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		k, err := f.Write(buf)
+		n += int64(k)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			return n, fmt.Errorf("fill: %w", err)
+		}
+	}
+	// Smaller writes take the last partial blocks too.
+	for _, sz := range []int{64 << 10, 4 << 10, 512} {
+		for {
+			k, err := f.Write(buf[:sz])
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+	}
+	_ = f.Sync() // may itself fail with ENOSPC: the file is full either way
+	return n, nil
+}
+
+// lastError is the last ERROR line a node logged (cut to 300 bytes).
+func lastError(log string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "level=ERROR") {
+			l := lines[i]
+			if len(l) > 300 {
+				l = l[:300] + "…"
+			}
+			return l
+		}
+	}
+	return "no ERROR line"
+}
+
+// unfill removes the filler.
+func unfill(dir string) error {
+	if err := os.Remove(filepath.Join(dir, fillName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unfill: %w", err)
+	}
+	return nil
+}
+
+// readyz returns a node's /readyz status and body ("" and the error when it
+// does not answer).
+func readyz(ctx context.Context, nd *Node) (int, string, error) {
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Metrics+"/readyz", http.NoBody)
+	if err != nil {
+		return 0, "", fmt.Errorf("readyz: %w", err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("readyz: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(b)), nil
+}
+
+// diskFull (F10) fills the file system of one node's data directory for
+// the hold, then frees it. The node must fail visibly (exit, or report not
+// ready) while the others keep serving; at the heal a node that exited is
+// restarted and one that still runs but is not ready is restarted cleanly,
+// as an operator would after freeing space.
+func (r *runner) diskFull(ctx context.Context, s step) error {
+	c := r.cluster
+	nd, what, err := r.target(ctx, s, s.pick%2 == 0)
+	if err != nil {
+		return err
+	}
+	hold := s.hold.Round(time.Millisecond)
+	var wrote int64
+	if err := r.nemesis(s.fault, fmt.Sprintf("fill the disk of %s for %v", what, hold), func() error {
+		wrote, err = fill(nd.Dir)
+		return err
+	}); err != nil {
+		return err
+	}
+	r.logf("%s: wrote %d MiB of filler", s.fault, wrote>>20)
+	if err := sleep(ctx, s.hold); err != nil {
+		return err
+	}
+	state := "still running"
+	if !nd.Running() {
+		state = "exited: " + lastError(nd.Output())
+	} else if code, body, err := readyz(ctx, nd); err != nil {
+		state = "running, /readyz does not answer"
+	} else {
+		state = fmt.Sprintf("running, /readyz %d %s", code, body)
+	}
+	r.logf("%s: node %d after %v of a full disk: %s", s.fault, nd.ID, hold, state)
+	return r.nemesisOp(Heal, fmt.Sprintf("free the disk of node %d (%s)", nd.ID, state), func() error {
+		if err := unfill(nd.Dir); err != nil {
+			return err
+		}
+		if nd.Running() {
+			if code, _, err := readyz(ctx, nd); err == nil && code == http.StatusOK {
+				return nil
+			}
+			if err := c.Term(nd); err != nil {
+				r.logf("%s: %v", s.fault, err)
+			}
+		}
+		return c.Restart(ctx, nd)
+	})
+}
