@@ -144,7 +144,7 @@ func (r *runner) diskFull(ctx context.Context, s step) error {
 	if err := sleep(ctx, s.hold); err != nil {
 		return err
 	}
-	state := "still running"
+	var state string
 	if !nd.Running() {
 		state = "exited: " + lastError(nd.Output())
 	} else if code, body, err := readyz(ctx, nd); err != nil {

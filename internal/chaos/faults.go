@@ -66,13 +66,13 @@ var AllFaults = []Fault{KillLeader, KillFollower, LeaderChase, Bounce, PauseLead
 	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull}
 
 var faultGroups = map[string][]Fault{
-	"f1": {KillLeader, KillFollower, LeaderChase},
-	"f2": {Bounce},
-	"f3": {PauseLeader, PauseFollower},
-	"f4": {IsolateLeader, IsolateFollower, Bridge, OneWay},
-	"f5": {PartitionKill},
-	"f6": {Delay, SlowLink, Resets, Flaky},
-	"w4": {QuorumLoss},
+	"f1":  {KillLeader, KillFollower, LeaderChase},
+	"f2":  {Bounce},
+	"f3":  {PauseLeader, PauseFollower},
+	"f4":  {IsolateLeader, IsolateFollower, Bridge, OneWay},
+	"f5":  {PartitionKill},
+	"f6":  {Delay, SlowLink, Resets, Flaky},
+	"w4":  {QuorumLoss},
 	"f10": {DiskFull},
 }
 

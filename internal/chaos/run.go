@@ -64,7 +64,8 @@ type Report struct {
 	Nodes    int      `json:"nodes"`
 	Duration string   `json:"duration"`
 	History  string   `json:"history"`
-	Log      []string `json:"log"` // the injections, with times
+	HTML     string   `json:"html"` // the report page (WriteReport)
+	Log      []string `json:"log"`  // the injections, with times
 	Replay   string   `json:"replay"`
 	Result   *Result  `json:"result"`
 }
@@ -200,6 +201,19 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		return rep, err
 	}
 	rep.Result = Check(events, Options{})
+	page := filepath.Join(cfg.Dir, "report.html")
+	pf, err := os.Create(page)
+	if err != nil {
+		return rep, fmt.Errorf("report page: %w", err)
+	}
+	err = WriteReport(pf, fmt.Sprintf("Chronik fault run: seed %d, %d nodes, %s", cfg.Seed, cfg.Nodes, FormatFaults(cfg.Faults)), events, rep.Result, rep.Log)
+	if cerr := pf.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("report page: %w", cerr)
+	}
+	if err != nil {
+		return rep, err
+	}
+	rep.HTML = page
 	return rep, nil
 }
 

@@ -81,6 +81,11 @@ func keep(t *testing.T, rep *chaos.Report) {
 	if os.WriteFile(p, b, 0o644) == nil {
 		t.Logf("history kept at %s", p)
 	}
+	if rep.HTML != "" {
+		if b, err := os.ReadFile(rep.HTML); err == nil && os.WriteFile(filepath.Join(dir, "report.html"), b, 0o644) == nil {
+			t.Logf("report page kept at %s", filepath.Join(dir, "report.html"))
+		}
+	}
 	if j, err := json.MarshalIndent(rep, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(dir, "report.json"), j, 0o644)
 	}
@@ -90,12 +95,15 @@ func keep(t *testing.T, rep *chaos.Report) {
 // topic, a final drain) with W7 (end offsets polled throughout) on three
 // nodes, once per fault: kill -9 of a leader, SIGSTOP of a leader past the
 // election timeout, a clean bounce, the leader cut off from both peers
-// (F4), and two of three nodes unreachable or killed (W4: no acks=all
-// acknowledged meanwhile). After each run the nodes stop cleanly and every
-// replica's committed log is compared (W8). Zero anomalies allowed.
+// (F4), two of three nodes unreachable or killed (W4: no acks=all
+// acknowledged meanwhile), and one node's disk full (F10: each node's data
+// directory on its own loop-mounted ext4, so this needs root and
+// e2fsprogs, as the crash tests do). After each run the nodes stop cleanly
+// and every replica's committed log is compared (W8). Zero anomalies
+// allowed.
 func TestChaosSmoke(t *testing.T) {
 	s := seed()
-	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce, chaos.IsolateLeader, chaos.QuorumLoss} {
+	for i, f := range []chaos.Fault{chaos.KillLeader, chaos.PauseLeader, chaos.Bounce, chaos.IsolateLeader, chaos.QuorumLoss, chaos.DiskFull} {
 		t.Run(string(f), func(t *testing.T) {
 			run(t, chaos.RunConfig{Seed: s + uint64(i), Duration: 5 * time.Second, Faults: []chaos.Fault{f}, Nodes: 3, EndOffsets: true})
 		})
