@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/chronik-go/chronik/internal/faultnet"
+	"github.com/chronik-go/chronik/internal/powerfs"
 )
 
 // BuildBinary builds cmd/chronik of the module that holds the working
@@ -60,6 +61,8 @@ type Node struct {
 	// Proxy is the node's Raft address as its peers know it: the fault
 	// proxy in front of Raft (empty for a standalone node).
 	Proxy string
+	// Power is the node's power-loss file system (nil unless PowerFS).
+	Power *powerfs.FS
 	args  []string
 
 	mu      sync.Mutex
@@ -120,7 +123,8 @@ type Cluster struct {
 	// may still talk to an isolated leader, as a client on its side of
 	// the partition would (docs/DESIGN.md, fault injection).
 	Net    *faultnet.Net
-	mounts []string // file systems to unmount at Close
+	mounts []string      // file systems to unmount at Close
+	powers []*powerfs.FS // power-loss file systems to unmount at Close
 	logf   func(format string, args ...any)
 }
 
@@ -134,7 +138,12 @@ type ClusterConfig struct {
 	// ext4 file system of this size (a loop device), so that a disk can
 	// really fill up (F10). Needs root.
 	DiskMB int
-	Logf   func(format string, args ...any)
+	// PowerFS, when set, serves each node's data directory through a
+	// power-loss file system (internal/powerfs) over nodeN.backing, so a
+	// node can lose its unsynced writes (F8). Needs root and /dev/fuse.
+	PowerFS bool
+	Seed    uint64 // of the power-loss file systems' random choices
+	Logf    func(format string, args ...any)
 }
 
 // StartCluster starts every node and waits until each serves Kafka. A
@@ -179,12 +188,29 @@ func startCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			c.Close()
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
+		disk := nd.Dir
+		if cfg.PowerFS {
+			disk = nd.Dir + ".backing"
+		}
 		if cfg.DiskMB > 0 {
-			if err := mountExt4(nd.Dir+".img", nd.Dir, cfg.DiskMB); err != nil {
+			if err := mountExt4(nd.Dir+".img", disk, cfg.DiskMB); err != nil {
 				c.Close()
 				return nil, err
 			}
-			c.mounts = append(c.mounts, nd.Dir)
+			c.mounts = append(c.mounts, disk)
+		}
+		if cfg.PowerFS {
+			if err := os.MkdirAll(disk, 0o755); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("backing dir: %w", err)
+			}
+			p, err := powerfs.Mount(disk, nd.Dir, cfg.Seed+uint64(i))
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			nd.Power = p
+			c.powers = append(c.powers, p)
 		}
 		c.Nodes = append(c.Nodes, nd)
 		peerRaft := nd.Raft
@@ -432,6 +458,12 @@ func (c *Cluster) Close() {
 	if c.Net != nil {
 		_ = c.Net.Close()
 	}
+	for _, p := range c.powers {
+		if err := p.Unmount(); err != nil && c.logf != nil {
+			c.logf("%v", err)
+		}
+	}
+	c.powers = nil
 	for _, m := range c.mounts {
 		unmount(m)
 	}

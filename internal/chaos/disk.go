@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/chronik-go/chronik/internal/powerfs"
 )
 
 // mountExt4 makes a fresh ext4 file system of sizeMB in the image file and
@@ -167,4 +169,58 @@ func (r *runner) diskFull(ctx context.Context, s step) error {
 		}
 		return c.Restart(ctx, nd)
 	})
+}
+
+// powerLoss (F8) kills a node with SIGKILL and then undoes every write its
+// file system had not fsynced (or leaves a torn, garbled tail: the pick
+// decides), as a machine losing power would; after the hold the node
+// restarts on what is left. Every acknowledged record must survive: the
+// broker answers acks only after the fsync (W5 on a standalone broker).
+func (r *runner) powerLoss(ctx context.Context, s step) error {
+	c := r.cluster
+	nd, what, err := r.target(ctx, s, s.pick%2 == 0)
+	if err != nil {
+		return err
+	}
+	if nd.Power == nil {
+		return fmt.Errorf("%s needs the power-loss file system", s.fault)
+	}
+	mode := powerfs.Drop
+	if s.pick/2%2 == 1 {
+		mode = powerfs.Garble
+	}
+	// Most of the time the power goes while an fsync is under way (held
+	// until the power loss), so that there are unsynced writes to lose:
+	// the broker fsyncs within milliseconds of writing, and a kill at a
+	// random instant seldom finds any.
+	during := s.pick/4%4 != 0
+	when := "at a random instant"
+	if during {
+		when = "during an fsync"
+	}
+	var st powerfs.Stats
+	if err := r.nemesis(s.fault, fmt.Sprintf("power loss of %s %s (unsynced writes: %s), down %v", what, when, mode, s.hold.Round(time.Millisecond)), func() error {
+		if during {
+			nd.Power.HoldSyncs()
+			deadline := time.Now().Add(2 * time.Second)
+			for nd.Power.Held() == 0 || nd.Power.UnsyncedBytes() == 0 {
+				if time.Now().After(deadline) {
+					break
+				}
+				if err := sleep(ctx, 5*time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}
+		c.Kill(nd)
+		st, err = nd.Power.PowerLoss(mode)
+		return err
+	}); err != nil {
+		return err
+	}
+	r.logf("%s: node %d: %v", s.fault, nd.ID, st)
+	if err := sleep(ctx, s.hold); err != nil {
+		return err
+	}
+	return r.restart(ctx, nd)
 }

@@ -56,6 +56,10 @@ const (
 	// DiskFull: the file system of one node's data directory (a small
 	// loop-mounted ext4) filled up, then freed (F10).
 	DiskFull Fault = "f10-disk-full"
+	// PowerLoss: kill -9 a node and undo (or garble) every write its file
+	// system had not fsynced, then restart it (F8; W5 on a standalone
+	// broker).
+	PowerLoss Fault = "f8-power-loss"
 )
 
 // Heal is the Fault of the nemesis operation that undoes a fault.
@@ -63,7 +67,7 @@ const Heal = "heal"
 
 // AllFaults lists every fault in a fixed order (the seed picks by index).
 var AllFaults = []Fault{KillLeader, KillFollower, LeaderChase, Bounce, PauseLeader, PauseFollower,
-	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull}
+	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull, PowerLoss}
 
 var faultGroups = map[string][]Fault{
 	"f1":  {KillLeader, KillFollower, LeaderChase},
@@ -73,6 +77,7 @@ var faultGroups = map[string][]Fault{
 	"f5":  {PartitionKill},
 	"f6":  {Delay, SlowLink, Resets, Flaky},
 	"w4":  {QuorumLoss},
+	"f8":  {PowerLoss},
 	"f10": {DiskFull},
 }
 
@@ -95,7 +100,7 @@ func ParseFaults(s string) ([]Fault, error) {
 			continue
 		}
 		if !slices.Contains(AllFaults, Fault(name)) {
-			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, f10, w4, %v)", name, AllFaults)
+			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, f8, f10, w4, %v)", name, AllFaults)
 		}
 		out = append(out, Fault(name))
 	}
@@ -206,6 +211,8 @@ func (r *runner) inject(ctx context.Context, s step) error {
 		return r.restart(ctx, nd)
 	case DiskFull:
 		return r.diskFull(ctx, s)
+	case PowerLoss:
+		return r.powerLoss(ctx, s)
 	case PauseLeader, PauseFollower:
 		nd, what, err := r.target(ctx, s, s.fault == PauseLeader)
 		if err != nil {

@@ -138,7 +138,8 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if slices.Contains(cfg.Faults, DiskFull) {
 		disk = 256
 	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, DiskMB: disk, Logf: cfg.Logf})
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, DiskMB: disk,
+		PowerFS: slices.Contains(cfg.Faults, PowerLoss), Seed: cfg.Seed, Logf: cfg.Logf})
 	if err != nil {
 		return rep, err
 	}
@@ -190,31 +191,45 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err := r.hist.Flush(); err != nil {
 		return rep, err
 	}
+	// The history is checked and the page written even when the run could
+	// not be completed (a node that would not start again): what happened
+	// until then is evidence too. The error still says the run failed.
+	title := fmt.Sprintf("Chronik fault run: seed %d, %d nodes, %s", cfg.Seed, cfg.Nodes, FormatFaults(cfg.Faults))
+	if runErr != nil {
+		title += " (run not completed: " + runErr.Error() + ")"
+	}
+	if err := r.checkAndReport(f, rep, title); err != nil && runErr == nil {
+		runErr = err
+	}
 	if runErr != nil {
 		return rep, fmt.Errorf("chaos run (replay: %s): %w", rep.Replay, runErr)
 	}
+	return rep, nil
+}
+
+func (r *runner) checkAndReport(f *os.File, rep *Report, title string) error {
 	if _, err := f.Seek(0, 0); err != nil {
-		return rep, fmt.Errorf("history: %w", err)
+		return fmt.Errorf("history: %w", err)
 	}
 	events, err := ReadHistory(f)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Result = Check(events, Options{})
-	page := filepath.Join(cfg.Dir, "report.html")
+	page := filepath.Join(r.cfg.Dir, "report.html")
 	pf, err := os.Create(page)
 	if err != nil {
-		return rep, fmt.Errorf("report page: %w", err)
+		return fmt.Errorf("report page: %w", err)
 	}
-	err = WriteReport(pf, fmt.Sprintf("Chronik fault run: seed %d, %d nodes, %s", cfg.Seed, cfg.Nodes, FormatFaults(cfg.Faults)), events, rep.Result, rep.Log)
+	err = WriteReport(pf, title, events, rep.Result, rep.Log)
 	if cerr := pf.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("report page: %w", cerr)
 	}
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.HTML = page
-	return rep, nil
+	return nil
 }
 
 // compareReplicas stops every node cleanly and compares the committed

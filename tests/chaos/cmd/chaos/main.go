@@ -77,6 +77,10 @@ func run() error {
 	logf("seed %d; replay: %s", *seed, chaos.ReplayCommand(&cfg))
 	rep, err := chaos.Run(ctx, cfg)
 	if err != nil {
+		if rep != nil && rep.Result != nil {
+			fmt.Print(rep.Result.Text(10))
+			fmt.Printf("history: %s\nreport: %s\n", rep.History, rep.HTML)
+		}
 		return err
 	}
 	if *asJSON {
