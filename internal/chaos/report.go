@@ -117,6 +117,12 @@ func WriteReport(w io.Writer, title string, events []Event, res *Result, log []s
 		pmax = append(pmax, b.lat[len(b.lat)-1])
 	}
 	ch := chart{width: 960, height: 220, end: end, bucket: int64(width), windows: ws}
+	for i, a := range res.Anomalies {
+		if i == 200 || len(a.Events) == 0 {
+			break
+		}
+		ch.marks = append(ch.marks, mark{a.Events[len(a.Events)-1].Time, string(a.Kind) + ": " + a.Detail})
+	}
 	data.Through = template.HTML(ch.svg("acknowledged produces per second", false, []line{{"ok / s", "#1f6fb2", thr}, {"unknown or failed / s", "#c0392b", bad}}))
 	data.Latency = template.HTML(ch.svg("produce latency, ms (log scale)", true, []line{{"median", "#1f6fb2", p50}, {"max", "#8e44ad", pmax}}))
 	if err := reportPage.Execute(w, data); err != nil {
@@ -134,6 +140,12 @@ type chart struct {
 	width, height int
 	end, bucket   int64
 	windows       []Window
+	marks         []mark // anomalies, drawn as red lines
+}
+
+type mark struct {
+	at   int64
+	what string
 }
 
 var faultColors = map[string]string{"f1": "#f5b7b1", "f2": "#fad7a0", "f3": "#f9e79f", "f4": "#aed6f1", "f5": "#d2b4de", "f6": "#a9dfbf", "f10": "#d5dbdb", "w4": "#f1948a"}
@@ -174,7 +186,13 @@ func (c chart) svg(title string, logY bool, lines []line) string {
 	for _, w := range c.windows {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%.0f" fill="%s" opacity="0.6"><title>%s: %s</title></rect>`,
 			x(w.From), top, max(x(w.To)-x(w.From), 1), ph, faultColor(w.Fault), html.EscapeString(w.Fault), html.EscapeString(w.What))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9" fill="#555">%s</text>`, x(w.From)+2, top+10, html.EscapeString(w.Fault))
+		if x(w.To)-x(w.From) > 5.5*float64(len(w.Fault)) { // a label only where it fits
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9" fill="#555">%s</text>`, x(w.From)+2, top+10, html.EscapeString(w.Fault))
+		}
+	}
+	for _, m := range c.marks {
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.0f" stroke="#c0392b" stroke-width="1.5"><title>%s</title></line>`,
+			x(m.at), top, x(m.at), top+ph, html.EscapeString(m.what))
 	}
 	// Axes and ticks.
 	fmt.Fprintf(&b, `<line x1="%d" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#333"/>`, left, top+ph, left+pw, top+ph)
@@ -253,7 +271,8 @@ pre{background:#f6f6f6;padding:0.5em;overflow-x:auto;font-size:12px}
 <p class="{{if .Valid}}good{{else}}bad{{end}}">{{if .Valid}}Valid: no anomalies.{{else}}Anomalies found.{{end}}</p>
 <div>{{.Through}}</div>
 <div>{{.Latency}}</div>
-<p>Buckets of {{.Bucket}}; shaded: fault windows (from the fault's start to the end of its heal; hover for details).</p>
+<p>Buckets of {{.Bucket}}; shaded: fault windows (from the fault's start to the end of its heal); red lines:
+anomalies (at their last event). Hover for details.</p>
 <h2>Summary</h2>
 <table>
 <tr><th>operations</th><td class="n">{{.Summary.Operations}}</td></tr>

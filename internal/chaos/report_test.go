@@ -48,6 +48,7 @@ func TestWriteReport(t *testing.T) {
 		string(QuorumLoss), // a shaded window and the fault table
 		"Anomalies found", "acked-without-quorum", "value &lt;script&gt;x&lt;/script&gt; invoked",
 		"run &lt;1&gt;", "something &amp; more",
+		`stroke="#c0392b" stroke-width="1.5"><title>acked-without-quorum`, // the anomaly's mark on the charts
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
