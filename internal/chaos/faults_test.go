@@ -86,7 +86,7 @@ func TestParseFaultGroups(t *testing.T) {
 			t.Errorf("standalone %s: Validate() = %v", f, err)
 		}
 	}
-	// Partitions, link faults and power losses outlast the election timeout.
+	// Partitions and link faults outlast the election timeout; quorum losses hold 3-6 s.
 	for _, s := range schedule(rand.New(rand.NewPCG(9, 9)), AllFaults, 3, 10*time.Minute) {
 		if s.fault.networked() && s.fault != QuorumLoss && s.hold < 5*time.Second {
 			t.Errorf("%s held %v", s.fault, s.hold)
