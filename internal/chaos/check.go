@@ -87,6 +87,9 @@ type Summary struct {
 	// ReplicaEntries counts the committed entries compared across
 	// replicas after the run (W8).
 	ReplicaEntries int `json:"replica_entries"`
+	// ReplicaLogsUnchecked counts logs whose comparison could not be made
+	// (a replica would not open or a committed entry would not read).
+	ReplicaLogsUnchecked int `json:"replica_logs_unchecked"`
 	// Anomalies counts each class (zero classes included, so a report
 	// shows what was checked).
 	Anomalies map[Kind]int `json:"anomalies"`
@@ -359,6 +362,8 @@ func checkReplicas(res *Result, replicas []op, add func(Anomaly)) {
 			if o.done.Offset != nil {
 				res.Summary.ReplicaEntries += int(*o.done.Offset)
 			}
+		case Info, Invoke:
+			res.Summary.ReplicaLogsUnchecked++
 		case Fail:
 			add(Anomaly{Kind: DivergentReplicas, Topic: o.done.Topic, Partition: o.done.Partition, Offset: o.done.Offset, Value: o.done.Value,
 				Events: o.events(), Detail: o.done.Error})
@@ -518,8 +523,8 @@ func sortedKeys[V any](m map[string]V) []string {
 func (r *Result) Text(maxPerKind int) string {
 	var b strings.Builder
 	s := r.Summary
-	fmt.Fprintf(&b, "operations %d, produces %d: acknowledged %d, failed %d, unknown %d (%d of them read); read %d offsets in %d reads; end-offset answers %d; commits %d; duplicates %d; faults %d; replica entries compared %d\n",
-		s.Operations, s.Produces, s.Acknowledged, s.Failed, s.Unknown, s.UnknownSeen, s.Read, s.Reads, s.EndOffsets, s.Commits, s.Duplicates, s.Faults, s.ReplicaEntries)
+	fmt.Fprintf(&b, "operations %d, produces %d: acknowledged %d, failed %d, unknown %d (%d of them read); read %d offsets in %d reads; end-offset answers %d; commits %d; duplicates %d; faults %d; replica entries compared %d (logs not comparable %d)\n",
+		s.Operations, s.Produces, s.Acknowledged, s.Failed, s.Unknown, s.UnknownSeen, s.Read, s.Reads, s.EndOffsets, s.Commits, s.Duplicates, s.Faults, s.ReplicaEntries, s.ReplicaLogsUnchecked)
 	for _, k := range Kinds {
 		fmt.Fprintf(&b, "  %-22s %d\n", k, s.Anomalies[k])
 	}

@@ -251,10 +251,10 @@ func TestCheck(t *testing.T) {
 		},
 		{
 			name: "replicas compared equal",
-			hist: new(h).replicas(300, 0, OK, 40, "").replicas(301, 1, OK, 2, ""),
+			hist: new(h).replicas(300, 0, OK, 40, "").replicas(301, 1, OK, 2, "").replicas(302, 2, Info, 0, "node 3 entries 5-9: corrupt"),
 			sum: func(t *testing.T, s Summary) {
-				if s.ReplicaEntries != 42 {
-					t.Errorf("replica entries %d, want 42", s.ReplicaEntries)
+				if s.ReplicaEntries != 42 || s.ReplicaLogsUnchecked != 1 {
+					t.Errorf("replica entries %d (want 42), logs not compared %d (want 1)", s.ReplicaEntries, s.ReplicaLogsUnchecked)
 				}
 			},
 		},

@@ -252,9 +252,17 @@ func (c *Cluster) start(nd *Node) error {
 	if err != nil {
 		return fmt.Errorf("node %d: %w", nd.ID, err)
 	}
+	// Every life's whole log, beside the data directory, for the
+	// examination of a run (Output keeps only the last lines).
+	logf, err := os.OpenFile(nd.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("node %d log: %w", nd.ID, err)
+	}
 	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
 		return fmt.Errorf("start node %d: %w", nd.ID, err)
 	}
+	fmt.Fprintf(logf, "--- node %d started (pid %d)\n", nd.ID, cmd.Process.Pid)
 	done, up := make(chan struct{}), make(chan struct{})
 	nd.mu.Lock()
 	nd.cmd, nd.done, nd.up, nd.stopped = cmd, done, up, false
@@ -264,11 +272,13 @@ func (c *Cluster) start(nd *Node) error {
 	// exits; done tells Kill and Close that it has.
 	go func() {
 		defer close(done)
+		defer logf.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var once sync.Once
 		for sc.Scan() {
 			line := sc.Text()
+			_, _ = logf.WriteString(line + "\n")
 			nd.mu.Lock()
 			nd.log = append(nd.log, line)
 			if len(nd.log) > keepLines {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -152,7 +153,7 @@ func (r *runner) diskFull(ctx context.Context, s step) error {
 	} else if code, body, err := readyz(ctx, nd); err != nil {
 		state = "running, /readyz does not answer"
 	} else {
-		state = fmt.Sprintf("running, /readyz %d %s", code, body)
+		state = fmt.Sprintf("running, /readyz %d %s", code, strings.Join(strings.Fields(body), " "))
 	}
 	r.logf("%s: node %d after %v of a full disk: %s", s.fault, nd.ID, hold, state)
 	return r.nemesisOp(Heal, fmt.Sprintf("free the disk of node %d (%s)", nd.ID, state), func() error {
@@ -223,4 +224,95 @@ func (r *runner) powerLoss(ctx context.Context, s step) error {
 		return err
 	}
 	return r.restart(ctx, nd)
+}
+
+// bitFlip (F9) stops a node cleanly, flips eight bytes at a random place
+// of one of its segments of the drawn partition, and starts it again. The
+// damaged replica must not serve or spread what it lost (no acknowledged
+// record lost, replicas equal after the run); at the heal, a node that
+// reports the partition offline gets the documented operator repair: stop
+// it, remove the partition's directory, start it, and let Raft rebuild the
+// replica from the others.
+func (r *runner) bitFlip(ctx context.Context, s step) error {
+	c := r.cluster
+	nd, what, err := r.target(ctx, s, s.pick%2 == 0)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(nd.Dir, "logs", fmt.Sprintf("%s-%d", r.topic, s.partition))
+	var where string
+	if err := r.nemesis(s.fault, fmt.Sprintf("stop %s, flip 8 bytes of a segment of %s-%d, start it", what, r.topic, s.partition), func() error {
+		if err := c.Term(nd); err != nil {
+			return err
+		}
+		if where, err = flipSegment(dir, uint64(s.pick)); err != nil {
+			return err
+		}
+		return c.Restart(ctx, nd)
+	}); err != nil {
+		return err
+	}
+	r.logf("%s: node %d: %s", s.fault, nd.ID, where)
+	if err := sleep(ctx, s.hold); err != nil {
+		return err
+	}
+	code, body, err := readyz(ctx, nd)
+	state := fmt.Sprintf("/readyz %d %s", code, strings.Join(strings.Fields(body), " "))
+	if err != nil {
+		state = err.Error()
+	}
+	r.logf("%s: node %d after %v: %s", s.fault, nd.ID, s.hold.Round(time.Millisecond), state)
+	if err == nil && code == http.StatusOK {
+		return r.nemesisOp(Heal, fmt.Sprintf("node %d serves (%s)", nd.ID, state), func() error { return nil })
+	}
+	return r.nemesisOp(Heal, fmt.Sprintf("repair node %d: stop, remove %s, start (%s)", nd.ID, filepath.Base(dir), state), func() error {
+		if err := c.Term(nd); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		return c.Restart(ctx, nd)
+	})
+}
+
+// flipSegment inverts eight bytes at a place drawn from seed in one of the
+// segment files (*.log) of dir, and says where.
+func flipSegment(dir string, seed uint64) (string, error) {
+	segs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	if len(segs) == 0 {
+		return "", fmt.Errorf("flip: no segment in %s", dir)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed>>7))
+	seg := segs[rng.IntN(len(segs))]
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	if fi.Size() < 64 {
+		return "", fmt.Errorf("flip: %s holds only %d bytes", seg, fi.Size())
+	}
+	pos := rng.Int64N(fi.Size() - 8)
+	b := make([]byte, 8)
+	if _, err := f.ReadAt(b, pos); err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	for i := range b {
+		b[i] ^= 0xff
+	}
+	if _, err := f.WriteAt(b, pos); err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("flip: %w", err)
+	}
+	return fmt.Sprintf("flipped 8 bytes at %d of %s (%d bytes)", pos, filepath.Base(seg), fi.Size()), nil
 }

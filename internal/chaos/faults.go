@@ -60,6 +60,11 @@ const (
 	// system had not fsynced, then restart it (F8; W5 on a standalone
 	// broker).
 	PowerLoss Fault = "f8-power-loss"
+	// BitFlip: stop a node, flip bytes of one of its segments of a
+	// partition, start it; at the heal a replica left offline is rebuilt
+	// by the operator procedure (F9, cluster only: one copy cannot be
+	// repaired).
+	BitFlip Fault = "f9-bitflip"
 )
 
 // Heal is the Fault of the nemesis operation that undoes a fault.
@@ -67,7 +72,7 @@ const Heal = "heal"
 
 // AllFaults lists every fault in a fixed order (the seed picks by index).
 var AllFaults = []Fault{KillLeader, KillFollower, LeaderChase, Bounce, PauseLeader, PauseFollower,
-	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull, PowerLoss}
+	IsolateLeader, IsolateFollower, Bridge, OneWay, PartitionKill, Delay, SlowLink, Resets, Flaky, QuorumLoss, DiskFull, PowerLoss, BitFlip}
 
 var faultGroups = map[string][]Fault{
 	"f1":  {KillLeader, KillFollower, LeaderChase},
@@ -78,13 +83,15 @@ var faultGroups = map[string][]Fault{
 	"f6":  {Delay, SlowLink, Resets, Flaky},
 	"w4":  {QuorumLoss},
 	"f8":  {PowerLoss},
+	"f9":  {BitFlip},
 	"f10": {DiskFull},
 }
 
-// networked reports whether a fault needs the node links (three nodes).
+// networked reports whether a fault needs three nodes (the node links, or
+// healthy copies to rebuild a damaged one from).
 func (f Fault) networked() bool {
 	return strings.HasPrefix(string(f), "f4") || strings.HasPrefix(string(f), "f5") ||
-		strings.HasPrefix(string(f), "f6") || f == QuorumLoss
+		strings.HasPrefix(string(f), "f6") || f == QuorumLoss || f == BitFlip
 }
 
 // ParseFaults reads a comma-separated list of faults or groups (f1, f2, f3).
@@ -100,7 +107,7 @@ func ParseFaults(s string) ([]Fault, error) {
 			continue
 		}
 		if !slices.Contains(AllFaults, Fault(name)) {
-			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, f8, f10, w4, %v)", name, AllFaults)
+			return nil, fmt.Errorf("unknown fault %q (known: f1 … f6, f8 … f10, w4, %v)", name, AllFaults)
 		}
 		out = append(out, Fault(name))
 	}
@@ -163,7 +170,7 @@ func (r *runner) inject(ctx context.Context, s step) error {
 	if err := sleep(ctx, s.quiet); err != nil {
 		return err
 	}
-	if s.fault.networked() {
+	if s.fault.networked() && s.fault != BitFlip {
 		return r.injectNet(ctx, s)
 	}
 	c := r.cluster
@@ -213,6 +220,8 @@ func (r *runner) inject(ctx context.Context, s step) error {
 		return r.diskFull(ctx, s)
 	case PowerLoss:
 		return r.powerLoss(ctx, s)
+	case BitFlip:
+		return r.bitFlip(ctx, s)
 	case PauseLeader, PauseFollower:
 		nd, what, err := r.target(ctx, s, s.fault == PauseLeader)
 		if err != nil {

@@ -68,6 +68,7 @@ func TestParseFaultGroups(t *testing.T) {
 		"w4":  {QuorumLoss},
 		"f8":  {PowerLoss},
 		"f10": {DiskFull},
+		"f9":  {BitFlip},
 	} {
 		got, err := ParseFaults(group)
 		if err != nil || !reflect.DeepEqual(got, want) {
@@ -77,7 +78,7 @@ func TestParseFaultGroups(t *testing.T) {
 	for _, f := range AllFaults {
 		net := f.networked()
 		wantNet := f == IsolateLeader || f == IsolateFollower || f == Bridge || f == OneWay || f == PartitionKill ||
-			f == Delay || f == SlowLink || f == Resets || f == Flaky || f == QuorumLoss
+			f == Delay || f == SlowLink || f == Resets || f == Flaky || f == QuorumLoss || f == BitFlip
 		if net != wantNet {
 			t.Errorf("%s networked = %v", f, net)
 		}
@@ -88,7 +89,7 @@ func TestParseFaultGroups(t *testing.T) {
 	}
 	// Partitions and link faults outlast the election timeout; quorum losses hold 3-6 s.
 	for _, s := range schedule(rand.New(rand.NewPCG(9, 9)), AllFaults, 3, 10*time.Minute) {
-		if s.fault.networked() && s.fault != QuorumLoss && s.hold < 5*time.Second {
+		if s.fault.networked() && s.fault != QuorumLoss && s.fault != BitFlip && s.hold < 5*time.Second {
 			t.Errorf("%s held %v", s.fault, s.hold)
 		}
 		if s.fault == QuorumLoss && (s.hold < 3*time.Second || s.hold > 6*time.Second) {

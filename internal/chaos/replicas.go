@@ -29,6 +29,7 @@ type replicaLog struct {
 	node          int
 	log           *storage.Log
 	first, commit uint64 // first index held, commit index (clamped to the last)
+	last, known   uint64 // last index held, commit index of the hard state
 }
 
 // CompareReplicas compares the logs of every Raft group (every partition's
@@ -101,7 +102,7 @@ func CompareReplicas(ctx context.Context, dirs map[int]string) ([]Event, error) 
 				if rl.first, err = l.FirstIndex(); err == nil {
 					last, err = l.LastIndex()
 				}
-				rl.commit = min(hs.GetCommit(), last)
+				rl.commit, rl.last, rl.known = min(hs.GetCommit(), last), last, hs.GetCommit()
 			}
 			reps = append(reps, rl)
 			if err != nil {
@@ -153,11 +154,38 @@ func splitLogName(name string) (string, int32) {
 	return name[:i], int32(p)
 }
 
+// entries reads [a, b) whole: a damaged frame makes the log return the
+// entries before it, and an error when asked from the damage on.
+func entries(l *storage.Log, a, b uint64) ([]*pb.Entry, error) {
+	var out []*pb.Entry
+	for a < b {
+		es, err := l.Entries(a, b, ^uint64(0))
+		if err != nil {
+			return out, err
+		}
+		if len(es) == 0 {
+			return out, fmt.Errorf("entries [%d, %d): none returned", a, b)
+		}
+		out = append(out, es...)
+		a += uint64(len(es))
+	}
+	return out, nil
+}
+
 // compareLogs walks the indexes some replica knows committed and compares
 // the replicas that hold each of them committed. It returns how many
 // indexes were compared between two or more replicas, and the first
-// divergence ("" if none).
+// divergence ("" if none). A replica whose log ends below the commit index
+// it recorded lost entries it knew committed: that is a divergence too.
+// A replica that cannot read a committed entry (damage) is an error: the
+// comparison could not be made.
 func compareLogs(reps []replicaLog) (int, string, error) {
+	for _, r := range reps {
+		if r.known > r.last {
+			return 0, fmt.Sprintf("node %d's log ends at raft index %d, below the commit index %d it recorded: committed entries lost",
+				r.node, r.last, r.known), nil
+		}
+	}
 	var lo, hi uint64 = ^uint64(0), 0
 	for _, r := range reps {
 		lo = min(lo, r.first)
@@ -174,9 +202,9 @@ func compareLogs(reps []replicaLog) (int, string, error) {
 			if a >= b {
 				continue
 			}
-			es, err := r.log.Entries(a, b, ^uint64(0))
+			es, err := entries(r.log, a, b)
 			if err != nil {
-				if errors.Is(err, raft.ErrCompacted) {
+				if errors.Is(err, raft.ErrCompacted) && len(es) == 0 {
 					continue
 				}
 				return compared, "", fmt.Errorf("node %d entries %d-%d: %w", r.node, a, b, err)

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -65,6 +66,8 @@ func TestCompareReplicas(t *testing.T) {
 			detail: "differ at committed raft index 3"},
 		// Node 3 does not know index 5 committed: its different entry
 		// there is an uncommitted tail Raft will overwrite.
+		{name: "committed entries lost", third: []string{"x1", "x2", "x3"}, commit3: 5, typ: Fail, compared: 0,
+			detail: "node 3's log ends at raft index 3, below the commit index 5"},
 		{name: "uncommitted tail differs", third: []string{"x1", "x2", "x3", "x4", "y5"}, commit3: 4, typ: OK, compared: 5},
 		{name: "lagging replica", third: same[:2], commit3: 2, typ: OK, compared: 5},
 	}
@@ -100,6 +103,28 @@ func TestCompareReplicas(t *testing.T) {
 			}
 		})
 	}
+	t.Run("damaged replica is not compared", func(t *testing.T) {
+		root := t.TempDir()
+		dirs := map[int]string{}
+		var data []string
+		for i := range 200 {
+			data = append(data, fmt.Sprintf("x-a payload long enough to spread over the segment %03d", i))
+		}
+		for n := 1; n <= 3; n++ {
+			dirs[n] = filepath.Join(root, fmt.Sprint(n))
+			writeLog(t, filepath.Join(dirs[n], "logs", "t-0"), data, 200)
+		}
+		if _, err := flipSegment(filepath.Join(dirs[3], "logs", "t-0"), 5); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := CompareReplicas(context.Background(), dirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := evs[1]; e.Type != Info || !strings.Contains(e.Error, "node 3") {
+			t.Fatalf("got %s %q; want info naming node 3's damage", e.Type, e.Error)
+		}
+	})
 	if _, err := CompareReplicas(context.Background(), map[int]string{1: filepath.Join(t.TempDir(), "missing")}); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing data directory: %v", err)
 	}

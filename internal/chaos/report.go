@@ -284,6 +284,7 @@ anomalies (at their last event). Hover for details.</p>
 <tr><th>end-offset answers</th><td class="n">{{.Summary.EndOffsets}}</td></tr>
 <tr><th>faults injected</th><td class="n">{{.Summary.Faults}}</td></tr>
 <tr><th>committed entries compared across replicas</th><td class="n">{{.Summary.ReplicaEntries}}</td></tr>
+<tr><th>replica logs that could not be compared</th><td class="n">{{.Summary.ReplicaLogsUnchecked}}</td></tr>
 </table>
 <table><tr><th>anomaly</th><th>count</th></tr>
 {{range .Kinds}}{{$n := count $.Summary.Anomalies .}}<tr{{if $n}} class="bad"{{end}}><td>{{.}}</td><td class="n">{{$n}}</td></tr>
