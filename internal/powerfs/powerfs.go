@@ -341,6 +341,23 @@ func (f *FS) synced(t *track) error {
 	return nil
 }
 
+// sweep forgets the files no name points to any more (unlinked, or
+// replaced by a rename), closing their descriptors so that their space is
+// freed: a directory operation is kept at a power loss, so there is
+// nothing to undo in them.
+func (f *FS) sweep() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ino, t := range f.tracks {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(int(t.fd.Fd()), &st); err == nil && st.Nlink > 0 {
+			continue
+		}
+		_ = t.fd.Close()
+		delete(f.tracks, ino)
+	}
+}
+
 // node is a loopback node whose files are tracked.
 type node struct {
 	fs.LoopbackNode
@@ -351,7 +368,23 @@ var (
 	_ fs.NodeOpener    = (*node)(nil)
 	_ fs.NodeCreater   = (*node)(nil)
 	_ fs.NodeSetattrer = (*node)(nil)
+	_ fs.NodeUnlinker  = (*node)(nil)
+	_ fs.NodeRenamer   = (*node)(nil)
 )
+
+// Unlink removes the name and forgets the file if that was its last name.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	errno := n.LoopbackNode.Unlink(ctx, name)
+	n.fs.sweep()
+	return errno
+}
+
+// Rename renames and forgets a file the new name replaced.
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	n.fs.sweep()
+	return errno
+}
 
 func (n *node) backingPath() string {
 	return filepath.Join(n.RootData.Path, n.EmbeddedInode().Path(nil))

@@ -81,6 +81,13 @@ func TestPowerLossDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A removed file is forgotten: its space is freed (no descriptor of
+	// ours keeps it), and the power loss has nothing to undo in it.
+	write(t, p("removed"), 0, "unsynced and then removed", false)
+	if err := os.Remove(p("removed")); err != nil {
+		t.Fatal(err)
+	}
+
 	if got := read(t, p("appended")); got != "synced lost" {
 		t.Fatalf("before the power loss: %q", got)
 	}
