@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -430,30 +431,27 @@ func (c *Cluster) Heal(ctx context.Context) error {
 	return nil
 }
 
-// WaitReady polls every node's /readyz until it answers 200: on a cluster
-// node that means a metadata leader and every local replica caught up.
+// WaitReady polls every node's /readyz until it answers 200 and names no
+// offline partition: on a cluster node that means a metadata leader and
+// every local replica open and caught up. (A node answers 200 while some
+// of its partitions are offline and retrying, e.g. after a full disk was
+// freed; a drain then would meet their KAFKA_STORAGE_ERROR.)
 func (c *Cluster) WaitReady(ctx context.Context) error {
-	// Its own transport, closed at the end, so no idle connection (and its
-	// goroutines) outlives the run.
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	for _, nd := range c.Nodes {
 		for {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Metrics+"/readyz", http.NoBody)
-			if err != nil {
-				return fmt.Errorf("readyz: %w", err)
-			}
-			resp, err := hc.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+			code, body, err := readyz(ctx, nd)
+			if err == nil && code == http.StatusOK {
+				var st struct {
+					Partitions struct {
+						Offline []string `json:"offline"`
+					} `json:"partitions"`
+				}
+				if json.Unmarshal([]byte(body), &st) == nil && len(st.Partitions.Offline) == 0 {
 					break
 				}
 			}
 			if err := sleep(ctx, 100*time.Millisecond); err != nil {
-				return fmt.Errorf("node %d not ready: %w", nd.ID, err)
+				return fmt.Errorf("node %d not ready (last /readyz %d %s): %w", nd.ID, code, strings.Join(strings.Fields(body), " "), err)
 			}
 		}
 	}

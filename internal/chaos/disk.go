@@ -120,7 +120,7 @@ func readyz(ctx context.Context, nd *Node) (int, string, error) {
 		return 0, "", fmt.Errorf("readyz: %w", err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 

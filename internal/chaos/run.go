@@ -447,7 +447,7 @@ func (r *runner) pollEndOffsets(ctx context.Context, stop <-chan struct{}) {
 			e := Event{Process: 100 + int(p), F: EndOffset, Topic: r.topic, Partition: p}
 			o, ok := ends.Lookup(r.topic, p)
 			switch {
-			case err != nil && !(partial && ok):
+			case err != nil && (!partial || !ok):
 				e.Type, e.Error = Info, err.Error()
 			case !ok:
 				e.Type, e.Error = Info, "no answer"
