@@ -9,6 +9,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,6 +62,11 @@ func run(t *testing.T, cfg chaos.RunConfig) *chaos.Report {
 	}
 	if cfg.Nodes > 1 && rep.Result.Summary.ReplicaEntries == 0 {
 		t.Fatalf("seed %d: no committed entry was compared across replicas (W8)", cfg.Seed)
+	}
+	// Only injected bit flips may leave a replica that cannot be read.
+	if n := rep.Result.Summary.ReplicaLogsUnchecked; n > 0 && !slices.Contains(cfg.Faults, chaos.BitFlip) {
+		keep(t, rep)
+		t.Fatalf("seed %d: %d replica logs could not be compared (W8); see the run log", cfg.Seed, n)
 	}
 	return rep
 }
