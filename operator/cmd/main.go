@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -71,6 +73,7 @@ func start(args []string, stderr io.Writer) error {
 	leaderElect := fs.Bool("leader-election", true, "run controllers only while holding the "+leaseName+" Lease")
 	clusterDomain := fs.String("cluster-domain", "cluster.local", "DNS suffix of Services")
 	namespace := fs.String("namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader Lease (POD_NAMESPACE)")
+	watch := fs.String("watch-namespaces", "", "comma-separated namespaces to reconcile (default: all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,6 +129,7 @@ func start(args []string, stderr io.Writer) error {
 			},
 		},
 		HealthProbeBindAddress:        "0",
+		Cache:                         cache.Options{DefaultNamespaces: watchNamespaces(*watch)},
 		LeaderElection:                *leaderElect,
 		LeaderElectionReleaseOnCancel: true,
 	}
@@ -184,6 +188,20 @@ func identity() string {
 	}
 	h, _ := os.Hostname()
 	return h
+}
+
+// watchNamespaces is the cache's namespace set; nil watches all.
+func watchNamespaces(list string) map[string]cache.Config {
+	var out map[string]cache.Config
+	for _, ns := range strings.Split(list, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if out == nil {
+				out = map[string]cache.Config{}
+			}
+			out[ns] = cache.Config{}
+		}
+	}
+	return out
 }
 
 func ptrTo[T any](v T) *T { return &v }

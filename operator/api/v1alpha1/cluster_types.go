@@ -216,9 +216,8 @@ type ChronikCluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +kubebuilder:default={}
-	// +optional
-	Spec ChronikClusterSpec `json:"spec,omitempty"`
+	// Spec is required (`spec: {}` takes every default).
+	Spec ChronikClusterSpec `json:"spec"`
 	// +optional
 	Status ChronikClusterStatus `json:"status,omitempty"`
 }

@@ -52,8 +52,9 @@ type StorageSpec struct {
 
 	// Size of each data volume.
 	// +kubebuilder:default="50Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="size must be greater than zero"
 	// +optional
-	Size resource.Quantity `json:"size,omitempty"`
+	Size *resource.Quantity `json:"size,omitempty"`
 
 	// AccessModes of each data volume.
 	// +kubebuilder:default={"ReadWriteOnce"}

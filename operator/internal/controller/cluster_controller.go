@@ -83,6 +83,11 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		for _, obj := range []client.Object{cm, headless, svc, pdb, want} {
 			if err := r.apply(ctx, &c, obj); err != nil {
 				r.Recorder.Eventf(&c, nil, corev1.EventTypeWarning, "ApplyFailed", "Reconcile", "%v", err)
+				c.Status.ObservedGeneration = c.Generation
+				summary{degraded: true, reason: "ApplyFailed", message: err.Error()}.write(&c.Status.Conditions, c.Generation)
+				if uerr := r.Client.Status().Update(ctx, &c); uerr != nil {
+					return ctrl.Result{}, uerr
+				}
 				return ctrl.Result{}, err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -119,10 +120,18 @@ func dataClaim(st chronikv1.StorageSpec, labels map[string]string) corev1.Persis
 			AccessModes:      st.AccessModes,
 			StorageClassName: storageClass(st),
 			Resources: corev1.VolumeResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceStorage: st.Size},
+				Requests: corev1.ResourceList{corev1.ResourceStorage: storageSize(st)},
 			},
 		},
 	}
+}
+
+// storageSize is the data volume's size (the CRD defaults it).
+func storageSize(st chronikv1.StorageSpec) resource.Quantity {
+	if st.Size == nil {
+		return resource.MustParse("50Gi")
+	}
+	return *st.Size
 }
 
 // retentionPolicy maps the CRD's policy onto the StatefulSet's.
@@ -173,6 +182,11 @@ func (r *StandaloneReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	for _, obj := range []client.Object{cm, svc, sts} {
 		if err := r.apply(ctx, &s, obj); err != nil {
 			r.Recorder.Eventf(&s, nil, corev1.EventTypeWarning, "ApplyFailed", "Reconcile", "%v", err)
+			s.Status.ObservedGeneration = s.Generation
+			summary{degraded: true, reason: "ApplyFailed", message: err.Error()}.write(&s.Status.Conditions, s.Generation)
+			if uerr := r.Client.Status().Update(ctx, &s); uerr != nil {
+				return ctrl.Result{}, uerr
+			}
 			return ctrl.Result{}, err
 		}
 	}
