@@ -47,7 +47,6 @@ type TopicVectorSearchSpec struct {
 // ChronikTopicSpec is a Kafka topic, created and changed over the Kafka
 // protocol.
 //
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.topicName) || (has(self.topicName) && self.topicName == oldSelf.topicName)",message="topicName cannot be changed"
 // +kubebuilder:validation:XValidation:rule="self.clusterRef == oldSelf.clusterRef",message="clusterRef cannot be changed"
 // +kubebuilder:validation:XValidation:rule="self.partitions >= oldSelf.partitions",message="partitions can only be increased"
 // +kubebuilder:validation:XValidation:rule="self.replicationFactor == oldSelf.replicationFactor",message="replicationFactor cannot be changed (partition reassignment is not supported)"
@@ -112,6 +111,7 @@ type ChronikTopicStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ctopic,categories=chronik
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.topicName) ? self.spec.topicName : self.metadata.name) == (has(oldSelf.spec.topicName) ? oldSelf.spec.topicName : oldSelf.metadata.name)",message="topicName cannot be changed (it names the Kafka topic)"
 // +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterRef.name`
 // +kubebuilder:printcolumn:name="Partitions",type=integer,JSONPath=`.status.currentPartitions`
 // +kubebuilder:printcolumn:name="RF",type=integer,JSONPath=`.status.currentReplicationFactor`

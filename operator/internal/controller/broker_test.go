@@ -1,0 +1,132 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The topic tests talk to a real chronik broker: built from the
+// repository this module lives in, started on loopback with the config
+// file the operator generated.
+var (
+	chronikOnce sync.Once
+	chronikPath string
+	chronikErr  error
+)
+
+// chronikBinary builds bin/chronik of the enclosing repository once.
+func chronikBinary(t *testing.T) string {
+	t.Helper()
+	chronikOnce.Do(func() {
+		repo := filepath.Join(moduleRoot(), "..")
+		if _, err := os.Stat(filepath.Join(repo, "cmd", "chronik")); err != nil {
+			chronikErr = fmt.Errorf("the broker's source is not at %s: %w", repo, err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "chronik-operator-test-")
+		if err != nil {
+			chronikErr = err
+			return
+		}
+		chronikPath = filepath.Join(dir, "chronik")
+		cmd := exec.Command("go", "build", "-o", chronikPath, "./cmd/chronik")
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			chronikErr = fmt.Errorf("go build ./cmd/chronik: %w\n%s", err, out)
+		}
+	})
+	if chronikErr != nil {
+		t.Fatal(chronikErr)
+	}
+	return chronikPath
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startBroker runs `chronik server --config conf` with the data directory
+// and listeners moved to a temporary directory and loopback ports (flags
+// override the file), waits for /readyz, and stops it with SIGTERM at the
+// end of the test. It returns the Kafka address.
+func startBroker(t *testing.T, conf string) string {
+	t.Helper()
+	bin := chronikBinary(t)
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "chronik.toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kafka := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	logf, err := os.Create(filepath.Join(dir, "broker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "server", "--config", confPath, "--data-dir", filepath.Join(dir, "data"),
+		"--bind", kafka, "--advertise", kafka, "--metrics-bind", metrics)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logf.Name()); err == nil {
+				t.Logf("broker log:\n%s", b)
+			}
+		}
+	})
+	eventually(t, 2*time.Minute, "broker /readyz", func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("broker exited: %v\n%s", err, b)
+		default:
+		}
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return kafka
+}
+
+// brokerContext bounds one test's Kafka calls.
+func brokerContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
