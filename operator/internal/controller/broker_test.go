@@ -62,56 +62,52 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startBroker runs `chronik server --config conf` with the data directory
-// and listeners moved to a temporary directory and loopback ports (flags
-// override the file), waits for /readyz, and stops it with SIGTERM at the
-// end of the test. It returns the Kafka address.
-func startBroker(t *testing.T, conf string) string {
+// brokerProc is one running broker process.
+type brokerProc struct {
+	cmd    *exec.Cmd
+	exited chan error
+	log    string
+}
+
+// runBroker starts `chronik args...` with extra environment and stops it
+// with SIGTERM when the test ends (printing its log if the test failed).
+func runBroker(t *testing.T, dir string, env []string, args ...string) *brokerProc {
 	t.Helper()
-	bin := chronikBinary(t)
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "chronik.toml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kafka := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	logf, err := os.Create(filepath.Join(dir, "broker.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "server", "--config", confPath, "--data-dir", filepath.Join(dir, "data"),
-		"--bind", kafka, "--advertise", kafka, "--metrics-bind", metrics)
+	cmd := exec.Command(chronikBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	p := &brokerProc{cmd: cmd, exited: make(chan error, 1), log: logf.Name()}
+	go func() { p.exited <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
+		p.stop(syscall.SIGTERM)
 		if t.Failed() {
-			if b, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("broker log:\n%s", b)
+			if b, err := os.ReadFile(p.log); err == nil {
+				t.Logf("broker log %s:\n%s", p.log, b)
 			}
 		}
 	})
-	eventually(t, 2*time.Minute, "broker /readyz", func() error {
+	return p
+}
+
+// waitReady waits until the broker answers /readyz on metricsAddr.
+func (p *brokerProc) waitReady(t *testing.T, metricsAddr string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "broker /readyz on "+metricsAddr, func() error {
 		select {
-		case err := <-exited:
-			exited <- err
-			b, _ := os.ReadFile(logf.Name())
+		case err := <-p.exited:
+			p.exited <- err
+			b, _ := os.ReadFile(p.log)
 			t.Fatalf("broker exited: %v\n%s", err, b)
 		default:
 		}
-		resp, err := http.Get("http://" + metrics + "/readyz")
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -121,6 +117,42 @@ func startBroker(t *testing.T, conf string) string {
 		}
 		return nil
 	})
+}
+
+// stop signals the process and waits for it (kill -9 after 30 s).
+func (p *brokerProc) stop(sig syscall.Signal) {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.exited <- <-p.exited
+	}
+}
+
+// startBroker runs `chronik server --config conf` with the data directory
+// and listeners moved to a temporary directory and loopback ports (flags
+// override the file), waits for /readyz, and stops it with SIGTERM at the
+// end of the test. It returns the Kafka address.
+func startBroker(t *testing.T, conf string) string {
+	t.Helper()
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "chronik.toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kafka := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	p := runBroker(t, dir, nil, "server", "--config", confPath, "--data-dir", filepath.Join(dir, "data"),
+		"--bind", kafka, "--advertise", kafka, "--metrics-bind", metrics)
+	p.waitReady(t, metrics)
 	return kafka
 }
 
