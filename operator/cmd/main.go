@@ -124,8 +124,8 @@ func start(args []string, stderr io.Writer) error {
 			BindAddress: *metricsAddr,
 			// One port for metrics and probes, as the original.
 			ExtraHandlers: map[string]http.Handler{
-				"/healthz": &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}},
-				"/readyz":  &healthz.Handler{Checks: map[string]healthz.Checker{"ready": ready}},
+				"/healthz": http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}),
+				"/readyz":  http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"ready": ready}}),
 			},
 		},
 		HealthProbeBindAddress:        "0",
