@@ -130,7 +130,3 @@ type ChronikAutoScalerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChronikAutoScaler `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ChronikAutoScaler{}, &ChronikAutoScalerList{})
-}

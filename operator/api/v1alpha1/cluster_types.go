@@ -230,7 +230,3 @@ type ChronikClusterList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChronikCluster `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ChronikCluster{}, &ChronikClusterList{})
-}

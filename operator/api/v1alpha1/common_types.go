@@ -12,8 +12,9 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -21,11 +22,23 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "chronik.io", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the kinds of this package with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds of this package to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&ChronikStandalone{}, &ChronikStandaloneList{},
+		&ChronikCluster{}, &ChronikClusterList{},
+		&ChronikTopic{}, &ChronikTopicList{},
+		&ChronikUser{}, &ChronikUserList{},
+		&ChronikAutoScaler{}, &ChronikAutoScalerList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}
 
 // Condition types every kind reports (the Kubernetes API conventions'
 // summary conditions).

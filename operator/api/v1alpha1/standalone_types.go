@@ -75,7 +75,3 @@ type ChronikStandaloneList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChronikStandalone `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ChronikStandalone{}, &ChronikStandaloneList{})
-}

@@ -142,7 +142,3 @@ type ChronikTopicList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChronikTopic `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ChronikTopic{}, &ChronikTopicList{})
-}

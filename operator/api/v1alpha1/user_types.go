@@ -104,7 +104,3 @@ type ChronikUserList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChronikUser `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ChronikUser{}, &ChronikUserList{})
-}

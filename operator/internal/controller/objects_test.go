@@ -232,7 +232,7 @@ func TestClusterObjects(t *testing.T) {
 			return err
 		}
 		if cond, err := condition(c.Status.Conditions, "Degraded"); err != nil || cond.Reason == "ScalingNotSupported" {
-			return fmt.Errorf("still refused: %v %v", cond, err)
+			return fmt.Errorf("still refused: %v %w", cond, err)
 		}
 		return nil
 	})

@@ -14,6 +14,7 @@ func SetupAll(mgr ctrl.Manager, env *Env, metrics *Metrics) error {
 		&ClusterReconciler{Env: env},
 		&TopicReconciler{Env: env},
 		&UserReconciler{Env: env},
+		&AutoScalerReconciler{Env: env},
 	} {
 		if err := s.SetupWithManager(mgr, metrics.Wrap); err != nil {
 			return err

@@ -119,7 +119,7 @@ func TestTopicLifecycle(t *testing.T) {
 			}
 			c, err := condition(tp.Status.Conditions, "Degraded")
 			if err != nil || c.Status != metav1.ConditionTrue || c.Reason != "CreateTopicFailed" || !strings.Contains(c.Message, tc.want) {
-				return fmt.Errorf("Degraded %+v %v, want CreateTopicFailed with %s", c, err, tc.want)
+				return fmt.Errorf("Degraded %+v %w, want CreateTopicFailed with %s", c, err, tc.want)
 			}
 			return nil
 		})
@@ -151,7 +151,7 @@ func TestTopicLifecycle(t *testing.T) {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("still there: %v", err)
+			return fmt.Errorf("still there: %w", err)
 		})
 	}
 	// Metadata may show a deleted topic for a moment, as in Kafka.
@@ -184,7 +184,7 @@ func TestTopicLifecycle(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there: %v", err)
+		return fmt.Errorf("still there: %w", err)
 	})
 }
 
