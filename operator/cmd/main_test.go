@@ -18,11 +18,13 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	chronikoperator "github.com/chronik-go/chronik/operator"
 	chronikv1 "github.com/chronik-go/chronik/operator/api/v1alpha1"
@@ -48,10 +50,13 @@ func TestLeaderElection(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	user, err := env.AddUser(envtest.User{Name: "chronik-operator", Groups: []string{"system:masters"}}, nil)
+	// The operators run as a user that has only the generated ClusterRole:
+	// a missing rule shows up as caches that never sync or a failed write.
+	user, err := env.AddUser(envtest.User{Name: "chronik-operator"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bindGeneratedRole(t, k8s, "chronik-operator")
 	kc, err := user.KubeConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +173,30 @@ func TestLeaderElection(t *testing.T) {
 	}
 	if h := holder(); h != "" {
 		t.Fatalf("Lease still held by %q after a clean stop", h)
+	}
+}
+
+// bindGeneratedRole creates config/rbac/role.yaml and binds it to a user.
+func bindGeneratedRole(t *testing.T, k8s client.Client, user string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(b, &role); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &role); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: "rbac.authorization.k8s.io", Name: user}},
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
