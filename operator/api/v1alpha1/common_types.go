@@ -166,7 +166,7 @@ type PodSecurityContext struct {
 // BrokerSpec holds the fields ChronikStandalone and ChronikCluster share.
 type BrokerSpec struct {
 	// Image of the chronik broker.
-	// +kubebuilder:default="ghcr.io/chronik-stream/chronik-server:latest"
+	// +kubebuilder:default="ghcr.io/chronik-go/chronik:latest"
 	// +optional
 	Image string `json:"image,omitempty"`
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
