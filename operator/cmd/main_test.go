@@ -47,7 +47,8 @@ type operatorProc struct {
 func TestLeaderElection(t *testing.T) {
 	env, k8s := controlPlane(t)
 	bin := filepath.Join(t.TempDir(), "chronik-operator")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	// -race: the process is checked too, and it shares the test build's cache.
+	if out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	// The operators run as a user that has only the generated ClusterRole:

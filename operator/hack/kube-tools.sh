@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control-plane binaries that the operator's tests run
-# (kube-apiserver, kube-controller-manager, kube-scheduler) from the Go module
-# proxy, once per machine, into a cache outside the clone, and makes sure etcd
-# is installed (Debian's etcd-server). Prints the cache directory on stdout;
-# everything else goes to stderr.
+# (kube-apiserver, kube-controller-manager) from the Go module proxy, once per
+# machine, into a cache outside the clone, and makes sure etcd is installed
+# (Debian's etcd-server). Prints the cache directory on stdout; everything
+# else goes to stderr.
 #
 #   KUBE_VERSION   Kubernetes release to build (default v1.37.2)
 #   KUBE_TOOLS_DIR cache directory (default $HOME/.cache/chronik/kube-$KUBE_VERSION)
+#   KUBE_BINARIES  what to build (default "kube-apiserver kube-controller-manager";
+#                  add kube-scheduler when a test needs one)
 #
 # k8s.io/kubernetes is not meant to be used as a module: its go.mod replaces
 # every k8s.io/* staging module with a local path. A throw-away module requires
@@ -20,7 +22,7 @@ KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 STAGING_VERSION=v0.${KUBE_VERSION#v1.}
 DIR=${KUBE_TOOLS_DIR:-${HOME}/.cache/chronik/kube-${KUBE_VERSION}}
 GO=${GO:-go}
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+read -r -a BINARIES <<<"${KUBE_BINARIES:-kube-apiserver kube-controller-manager}"
 
 log() { echo "kube-tools: $*" >&2; }
 
