@@ -140,20 +140,20 @@ func (p *brokerProc) stop(sig syscall.Signal) {
 // startBroker runs `chronik server --config conf` with the data directory
 // and listeners moved to a temporary directory and loopback ports (flags
 // override the file), waits for /readyz, and stops it with SIGTERM at the
-// end of the test. It returns the Kafka address.
-func startBroker(t *testing.T, conf string) string {
+// end of the test. It returns the Kafka and metrics addresses.
+func startBroker(t *testing.T, conf string) (kafka, metrics string) {
 	t.Helper()
 	dir := t.TempDir()
 	confPath := filepath.Join(dir, "chronik.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kafka := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	kafka = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	p := runBroker(t, dir, nil, "server", "--config", confPath, "--data-dir", filepath.Join(dir, "data"),
 		"--bind", kafka, "--advertise", kafka, "--metrics-bind", metrics)
 	p.waitReady(t, metrics)
-	return kafka
+	return kafka, metrics
 }
 
 // brokerContext bounds one test's Kafka calls.

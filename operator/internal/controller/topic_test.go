@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,7 +31,7 @@ func TestTopicLifecycle(t *testing.T) {
 	eventually(t, time.Minute, "ConfigMap", func() error {
 		return k8s.Get(ctx, client.ObjectKey{Namespace: "topic", Name: "kafka-config"}, &cm)
 	})
-	addr := startBroker(t, cm.Data[standaloneConfigKey])
+	addr, metricsAddr := startBroker(t, cm.Data[standaloneConfigKey])
 	bootstraps.Store("topic/kafka", addr)
 	adm, err := newAdmin([]string{addr})
 	if err != nil {
@@ -59,6 +60,22 @@ func TestTopicLifecycle(t *testing.T) {
 	}
 	if v, dyn := kafkaConfig(t, adm, "shop.orders", "retention.ms"); v != "3600000" || !dyn {
 		t.Fatalf("retention.ms = %q (dynamic %t)", v, dyn)
+	}
+
+	// The autoscaler's produce observation reads what the broker counts.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("shop.orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint("order ", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	received, err := (&AutoScalerReconciler{Env: &Env{}}).scrape(ctx, "http://"+metricsAddr+"/metrics", "chronik_messages_received_total")
+	if err != nil || received < 25 {
+		t.Fatalf("chronik_messages_received_total = %v (%v), want at least 25", received, err)
 	}
 
 	// Grow partitions, change one config, add another.
