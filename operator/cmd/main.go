@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -77,19 +78,12 @@ func start(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	zopts := zap.Options{}
-	switch *logLevel {
-	case "debug":
-		zopts.Development = true
-	case "info", "error":
-	default:
+	levels := map[string]zapcore.Level{"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel, "error": zapcore.ErrorLevel}
+	level, ok := levels[*logLevel]
+	if !ok {
 		return fmt.Errorf("--log-level %q: want debug, info or error", *logLevel)
 	}
-	logger := zap.New(zap.UseFlagOptions(&zopts), zap.WriteTo(stderr))
-	if *logLevel == "error" {
-		logger = logger.V(-2)
-	}
-	ctrl.SetLogger(logger)
+	ctrl.SetLogger(zap.New(zap.WriteTo(stderr), zap.Level(level), zap.StacktraceLevel(zapcore.PanicLevel)))
 	if *leaderElect && *namespace == "" {
 		return errors.New("leader election needs the Lease's namespace: set POD_NAMESPACE or --namespace")
 	}
