@@ -33,7 +33,7 @@ test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), re
 	$(GOBIN)/golangci-lint run ./...
 	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz test-operator
 
-test-operator: tools ## the Kubernetes operator (own module operator/): generated files up to date, vet, lint, envtest on a real kube-apiserver and etcd (built once per machine into ~/.cache/chronik, 10-13 min the first time)
+test-operator: tools ## the Kubernetes operator (own module operator/): generated files up to date, vet, lint, envtest on a real kube-apiserver and etcd, helm lint and dry runs (kube binaries and helm built once per machine into ~/.cache/chronik: about 20 min the first time, 2 min after)
 	cd operator && $(GO) mod verify >/dev/null && $(MAKE) check-generated
 	cd operator && $(GO) vet ./... && $(GOBIN)/golangci-lint run ./...
 	$(MAKE) -C operator test
