@@ -149,8 +149,6 @@ func clusterObjects(c *chronikv1.ChronikCluster, replicas int32, domain string) 
 	})
 	container := brokerContainer(spec, kp, args, env,
 		corev1.ContainerPort{Name: portNameRaft, ContainerPort: c.Spec.RaftPort, Protocol: corev1.ProtocolTCP})
-	// A node hands its leaderships away on SIGTERM (for at most 10 s)
-	// before it stops; give it that and its final fsync.
 	hashParts = append(hashParts, strings.Join(args, " "))
 
 	sts := &appsv1.StatefulSet{
@@ -179,6 +177,8 @@ func clusterObjects(c *chronikv1.ChronikCluster, replicas int32, domain string) 
 					Tolerations:                   c.Spec.Tolerations,
 					Affinity:                      antiAffinity(c, sel),
 					SecurityContext:               podSecurityContext(c.Spec.PodSecurityContext),
+					// A node hands its leaderships away on SIGTERM (for at most
+					// 10 s) before it stops; give it that and its final fsync.
 					TerminationGracePeriodSeconds: ptr.To[int64](60),
 					Volumes: []corev1.Volume{{
 						Name: configVolume,
