@@ -171,12 +171,12 @@ func clusterObjects(c *chronikv1.ChronikCluster, replicas int32, domain string) 
 					Annotations: metricsAnnotations(c.Spec.MetricsPort, hashOf(hashParts...)),
 				},
 				Spec: corev1.PodSpec{
-					Containers:                    []corev1.Container{container},
-					ImagePullSecrets:              c.Spec.ImagePullSecrets,
-					NodeSelector:                  c.Spec.NodeSelector,
-					Tolerations:                   c.Spec.Tolerations,
-					Affinity:                      antiAffinity(c, sel),
-					SecurityContext:               podSecurityContext(c.Spec.PodSecurityContext),
+					Containers:       []corev1.Container{container},
+					ImagePullSecrets: c.Spec.ImagePullSecrets,
+					NodeSelector:     c.Spec.NodeSelector,
+					Tolerations:      c.Spec.Tolerations,
+					Affinity:         antiAffinity(c, sel),
+					SecurityContext:  podSecurityContext(c.Spec.PodSecurityContext),
 					// A node hands its leaderships away on SIGTERM (for at most
 					// 10 s) before it stops; give it that and its final fsync.
 					TerminationGracePeriodSeconds: ptr.To[int64](60),
