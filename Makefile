@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-operator test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,12 @@ run-cluster: build ## start three nodes on 127.0.0.1 from cluster files (Kafka 1
 test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), real-client compat tests, crash tests, chaos smoke, brief fuzzing
 	$(GO) vet ./...
 	$(GOBIN)/golangci-lint run ./...
-	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz
+	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz test-operator
+
+test-operator: tools ## the Kubernetes operator (own module operator/): generated files up to date, vet, lint, envtest on a real kube-apiserver and etcd, helm lint and dry runs (kube binaries and helm built once per machine into ~/.cache/chronik: about 20 min the first time, 2 min after)
+	cd operator && $(GO) mod verify >/dev/null && $(MAKE) check-generated
+	cd operator && $(GO) vet ./... && $(GOBIN)/golangci-lint run ./...
+	$(MAKE) -C operator test
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
 	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos)
