@@ -21,8 +21,11 @@ IDLE_PARTITIONS=${IDLE_PARTITIONS:-1000}
 OUT=${OUT:-$ROOT/bench-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 log() { echo "== $*" >&2; }
-go build -o "$OUT/chronik" ./cmd/chronik
-CHRONIK=$OUT/chronik
+# CHRONIK=path runs a given binary (a before/after comparison in one session).
+if [ -z "${CHRONIK:-}" ]; then
+	go build -o "$OUT/chronik" ./cmd/chronik
+	CHRONIK=$OUT/chronik
+fi
 { echo "date: $(date -u +%FT%TZ)"; echo "cpus: $(nproc)"; grep -m1 'model name' /proc/cpuinfo || true; } >"$OUT/machine.txt"
 
 PIDS=()
@@ -92,8 +95,13 @@ PY
 
 log "idle: $IDLE_PARTITIONS partitions x RF 3"
 rm -rf "$OUT/data-i"; cluster "$OUT/data-i"
-sleep 2
-"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null
+# The nodes register in the metadata log once it has a leader: on a busy
+# machine that can take more than a moment, so the create is retried.
+for attempt in $(seq 30); do
+	"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null 2>"$OUT/create.err" && break
+	[ "$attempt" = 30 ] && { cat "$OUT/create.err" >&2; exit 1; }
+	sleep 2
+done
 sleep 10
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 declare -a before
