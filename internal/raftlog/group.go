@@ -96,6 +96,11 @@ type Config struct {
 	ReplicaLagTicks int
 	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
 	ElectionTicks, HeartbeatTicks int
+	// Quiesce lets the group stop ticking and heartbeating while idle
+	// (docs/DESIGN.md, "Quiescence and node liveness"). It relies on the
+	// Host's node liveness: a group with other voters quiesces only when
+	// registered with a Host that the transport reports to.
+	Quiesce bool
 	Logger                        *slog.Logger
 }
 
@@ -175,6 +180,8 @@ type Status struct {
 	HighWatermark int64
 	// ISR is the in-sync replicas, sorted (on the leader only).
 	ISR []uint64
+	// Quiesced: the group is idle and neither ticks nor heartbeats.
+	Quiesced bool
 }
 
 // Group drives one Raft group. Run owns the RawNode; everything else talks
@@ -187,6 +194,11 @@ type Group struct {
 	// transferc asks the leader to hand leadership to a voter.
 	transferc chan uint64
 	tickc     chan struct{}
+	// peerc says the Host's liveness table changed.
+	peerc chan struct{}
+	// quiet mirrors runState.quiesced for the Host's ticker.
+	quiet atomic.Bool
+	host  atomic.Pointer[Host]
 
 	hw      atomic.Int64
 	status  atomic.Pointer[Status]
@@ -245,6 +257,7 @@ func NewGroup(cfg Config) (*Group, error) {
 		inbox:     make(chan *pb.Message, inboxQueue),
 		transferc: make(chan uint64, 1),
 		tickc:     make(chan struct{}, 1),
+		peerc:     make(chan struct{}, 1),
 		localc:    make(chan struct{}, 1),
 		hwWaitC:   make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -365,6 +378,11 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
+	// Quiescence: quiesced while idle; seen is the liveness generation of
+	// each node as this group last looked (docs/DESIGN.md).
+	quiesced bool
+	seen     map[uint64]uint64
+	scratch  []uint64
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -398,6 +416,9 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case <-g.tickc:
+			if s.quiesced {
+				break // sent just before the group quiesced
+			}
 			s.rn.Tick()
 			s.ticks++
 			// The ISR is measured in units of the lag (30 s by default):
@@ -405,17 +426,19 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			if s.leader && len(s.caughtUp) > 1 && s.ticks%isrCheckTicks == 0 && g.trackISR(s) {
 				g.publish(s)
 			}
+			g.maybeQuiesce(s)
 		case m := <-g.inbox:
-			if err := s.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-				g.log.Debug("step", "err", err)
-			}
+			g.step(s, m)
 		case p := <-g.props:
 			g.propose(s, p)
 		case to := <-g.transferc:
 			if s.leader && to != g.cfg.NodeID {
+				g.wake(s, "leadership transfer")
 				g.log.Info("transferring leadership", "to", to)
 				s.rn.TransferLeader(to)
 			}
+		case <-g.peerc:
+			g.peersChanged(s)
 		case <-g.localc:
 		}
 		if err := g.takeLocal(s); err != nil {
@@ -466,7 +489,7 @@ func (g *Group) drain(s *runState) {
 	for range proposalQueue {
 		select {
 		case m := <-g.inbox:
-			_ = s.rn.Step(m)
+			g.step(s, m)
 			continue
 		case p := <-g.props:
 			g.propose(s, p)
@@ -526,7 +549,7 @@ func (g *Group) start() (*runState, error) {
 		return nil, fmt.Errorf("raftlog: high watermark at %d: %w", applied, err)
 	}
 	g.setHW(hw)
-	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}}
+	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}, seen: map[uint64]uint64{}}
 	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID || g.cfg.CampaignAtStart && hs.GetTerm() == 0 {
 		// A single voter needs no election timeout; a new group's
 		// preferred replica campaigns at once, so leaders start where
@@ -546,6 +569,7 @@ func (g *Group) propose(s *runState, p *Proposal) {
 			p.finish(Result{Err: fmt.Errorf("%w: no leader known", ErrNotLeader)})
 			return
 		}
+		g.wake(s, "proposal")
 		if err := s.rn.Propose(p.Data); err != nil {
 			p.finish(Result{Err: fmt.Errorf("%w: %w", ErrNotLeader, err)})
 			return
@@ -574,6 +598,7 @@ func (g *Group) propose(s *runState, p *Proposal) {
 		p.finish(Result{BaseOffset: a.BaseOffset, Skipped: true})
 		return
 	}
+	g.wake(s, "proposal")
 	if err := s.rn.Propose(p.Data); err != nil {
 		if a.Undo != nil {
 			a.Undo()
@@ -594,9 +619,13 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	}
 	becameLeader := false
 	if rd.SoftState != nil {
-		wasLeader := s.leader
+		wasLeader, wasLead := s.leader, s.lead
 		s.leader = rd.RaftState == raft.StateLeader
 		s.lead = rd.Lead
+		if s.lead != wasLead || s.leader != wasLeader {
+			g.wake(s, "leadership change")
+			g.rememberPeers(s)
+		}
 		becameLeader = s.leader && !wasLeader
 		if wasLeader && !s.leader {
 			g.log.Info("lost leadership", "lead", rd.Lead)
@@ -648,6 +677,10 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 				}
 			}
 		default:
+			if m.GetType() == pb.MsgHeartbeatResp && !s.quiesced && isQuiesceMarker(m.GetContext()) {
+				// Declined to quiesce: the unmarked answer wakes the leader.
+				m.Context = nil
+			}
 			remote = append(remote, m)
 		}
 	}
@@ -784,7 +817,8 @@ func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) e
 }
 
 func (g *Group) publish(s *runState) {
-	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
+	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load(),
+		Quiesced: s.quiesced}
 	if s.leader {
 		st.ISR = s.isr
 	}
@@ -810,7 +844,9 @@ func (g *Group) trackISR(s *runState) bool {
 		if typ == raft.ProgressTypeLearner {
 			return
 		}
-		if id == g.cfg.NodeID || pr.Match >= selfMatch {
+		// A follower whose node is down is not caught up, even when
+		// nothing was written since it died.
+		if id == g.cfg.NodeID || pr.Match >= selfMatch && g.maybeLive(id) {
 			s.caughtUp[id] = s.ticks
 		}
 		if s.ticks-s.caughtUp[id] <= uint64(g.cfg.ReplicaLagTicks) {

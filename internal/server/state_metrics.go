@@ -30,11 +30,12 @@ var (
 	descGroupLag   = prometheus.NewDesc("chronik_consumer_group_lag", "Consumer lag per group, summed over its committed partitions.", []string{"group"}, nil)
 	descReady      = prometheus.NewDesc("chronik_ready", "1 when /readyz says ready.", nil, nil)
 	descUnderRepl  = prometheus.NewDesc("chronik_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas (the signal a rolling restart waits on).", nil, nil)
+	descQuiesced   = prometheus.NewDesc("chronik_raft_quiesced_groups", "Local partition replicas (leaders and followers) whose Raft group is quiesced: idle, neither ticking nor heartbeating.", nil, nil)
 )
 
 // registerState exports state read at scrape time.
 func (s *Server) registerState() {
-	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl},
+	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl, descQuiesced},
 		func(emit func(*prometheus.Desc, float64, ...string)) {
 			_, ok := s.Readiness()
 			emit(descReady, b2f(ok))
@@ -43,9 +44,13 @@ func (s *Server) registerState() {
 			}
 			s.mu.RLock()
 			serving, offline := len(s.parts), len(s.offline)
-			leaders, followers, under := 0, 0, 0
+			leaders, followers, under, quiesced := 0, 0, 0, 0
 			for _, p := range s.parts {
-				if st := p.Group.Status(); st.IsLeader {
+				st := p.Group.Status()
+				if st.Quiesced {
+					quiesced++
+				}
+				if st.IsLeader {
 					leaders++
 					if t, ok := s.meta.Topic(p.Topic); ok && int(p.Index) < len(t.Partitions) && len(st.ISR) < len(t.Partitions[p.Index].Replicas) {
 						under++
@@ -63,6 +68,7 @@ func (s *Server) registerState() {
 			emit(descLeaders, float64(leaders))
 			emit(descUnderRepl, float64(under))
 			emit(descFollowers, float64(followers))
+			emit(descQuiesced, float64(quiesced))
 			topics := s.meta.Topics()
 			parts := 0
 			for _, t := range topics {
