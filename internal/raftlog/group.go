@@ -101,7 +101,7 @@ type Config struct {
 	// Host's node liveness: a group with other voters quiesces only when
 	// registered with a Host that the transport reports to.
 	Quiesce bool
-	Logger                        *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Proposal is a request to append data as leader. Assign is called on the
