@@ -416,8 +416,8 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case <-g.tickc:
-			if s.quiesced {
-				break // sent just before the group quiesced
+			if s.quiesced || g.maybeQuiesce(s) {
+				break // a tick sent just before the group quiesced, or it just did
 			}
 			s.rn.Tick()
 			s.ticks++
@@ -426,7 +426,6 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			if s.leader && len(s.caughtUp) > 1 && s.ticks%isrCheckTicks == 0 && g.trackISR(s) {
 				g.publish(s)
 			}
-			g.maybeQuiesce(s)
 		case m := <-g.inbox:
 			g.step(s, m)
 		case p := <-g.props:
@@ -678,8 +677,8 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 			}
 		default:
 			if m.GetType() == pb.MsgHeartbeatResp && !s.quiesced && isQuiesceMarker(m.GetContext()) {
-				// Declined to quiesce: the unmarked answer wakes the leader.
-				m.Context = nil
+				// Declined to quiesce: the answer wakes the leader.
+				m.Context = wakeMarker
 			}
 			remote = append(remote, m)
 		}

@@ -73,6 +73,12 @@ func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transpor
 // entries carry no Kafka offsets, as the metadata group's).
 func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host, mf storage.MetaFunc) *node {
 	t.Helper()
+	return startNodeCfg(t, id, dir, voters, tr, host, mf, nil)
+}
+
+// startNodeCfg is startNodeWith with a change to the group's Config.
+func startNodeCfg(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host, mf storage.MetaFunc, mod func(*Config)) *node {
+	t.Helper()
 	prof, _ := wal.ProfileByName("low")
 	c, err := wal.New(prof)
 	if err != nil {
@@ -87,8 +93,12 @@ func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Tran
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
-		ForwardProposals: mf == nil, ReplicaLagTicks: 20})
+	cfg := Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
+		ForwardProposals: mf == nil, ReplicaLagTicks: 20}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n.g, err = NewGroup(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

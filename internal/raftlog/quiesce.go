@@ -15,11 +15,18 @@ import (
 // in for its heartbeats. Everything here runs on the group's goroutine.
 
 // quiesceMarker is the context of the leader's last heartbeat before it
-// quiesces, echoed by followers that quiesce with it. It never reaches the
+// quiesces, echoed by followers that quiesce with it. wakeMarker is the
+// context of a follower's heartbeat response that asks the leader to wake:
+// it declined to quiesce, or something else woke it. Neither reaches the
 // leader's Raft, which reads heartbeat contexts as ReadIndex counters.
-var quiesceMarker = []byte("chronik-quiesce/1")
+var (
+	quiesceMarker = []byte("chronik-quiesce/1")
+	wakeMarker    = []byte("chronik-wake/1")
+)
 
 func isQuiesceMarker(ctx []byte) bool { return len(ctx) > 0 && bytes.Equal(ctx, quiesceMarker) }
+
+func isWakeMarker(ctx []byte) bool { return len(ctx) > 0 && bytes.Equal(ctx, wakeMarker) }
 
 // peerChanged tells the group that the Host's liveness table changed.
 func (g *Group) peerChanged() {
@@ -40,16 +47,23 @@ func (g *Group) maybeLive(node uint64) bool {
 	return !ps.Known || ps.Up
 }
 
-// step hands a message from another node to Raft, waking the group unless
-// it is a follower's agreement to quiesce.
+// step hands a message from another node to Raft and wakes the group,
+// unless it is a heartbeat response that does not ask for it: a follower
+// agreeing to quiesce, or the late answer to an earlier heartbeat (it only
+// says the follower follows). A marked heartbeat may quiesce a follower.
 func (g *Group) step(s *runState, m *pb.Message) {
-	if isQuiesceMarker(m.GetContext()) {
-		switch m.GetType() {
-		case pb.MsgHeartbeatResp:
+	switch m.GetType() {
+	case pb.MsgHeartbeatResp:
+		wake := isWakeMarker(m.GetContext())
+		if wake || isQuiesceMarker(m.GetContext()) {
 			m.Context = nil
+		}
+		if !wake {
 			g.rawStep(s, m)
 			return
-		case pb.MsgHeartbeat:
+		}
+	case pb.MsgHeartbeat:
+		if isQuiesceMarker(m.GetContext()) {
 			g.rawStep(s, m)
 			g.maybeQuiesceFollower(s, m)
 			return
@@ -110,30 +124,30 @@ func (g *Group) heartbeat(s *runState, only []uint64, marked bool) {
 	}
 }
 
-// wakeLeader asks lead to heartbeat: an unmarked heartbeat response, which
-// wakes a quiesced leader (and is harmless to an awake one).
+// wakeLeader asks lead to heartbeat: a heartbeat response marked to wake
+// it (harmless to an awake leader).
 func (g *Group) wakeLeader(s *runState, lead uint64) {
 	if lead == raft.None || lead == g.cfg.NodeID || s.term == 0 {
 		return
 	}
 	g.cfg.Transport.Send(g.cfg.GroupID, []*pb.Message{{Type: pb.MsgHeartbeatResp.Enum(), To: new(lead),
-		From: new(g.cfg.NodeID), Term: new(s.term)}})
+		From: new(g.cfg.NodeID), Term: new(s.term), Context: wakeMarker}})
 }
 
 // maybeQuiesce quiesces an idle leader: nothing proposed or in flight,
 // everything committed and applied, and every follower either live and
 // fully caught up, or down and already out of the ISR. It tells the live
 // followers with a last, marked heartbeat that carries the commit index.
-func (g *Group) maybeQuiesce(s *runState) {
+func (g *Group) maybeQuiesce(s *runState) bool {
 	if !g.cfg.Quiesce || !s.leader || s.quiesced ||
 		len(s.proposed) > 0 || len(s.waiting) > 0 || s.inflight > 0 ||
 		len(g.props) > 0 || len(g.inbox) > 0 || len(g.transferc) > 0 || s.rn.HasReady() {
-		return
+		return false
 	}
 	bs := s.rn.BasicStatus()
 	commit := bs.GetCommit()
 	if bs.LeadTransferee != raft.None || bs.Applied != commit || s.applied != commit {
-		return
+		return false
 	}
 	h := g.host.Load()
 	ok := true
@@ -161,7 +175,7 @@ func (g *Group) maybeQuiesce(s *runState) {
 	})
 	s.scratch = followers
 	if !ok {
-		return
+		return false
 	}
 	// Caught-up followers are in the ISR before the leader goes quiet.
 	if s.caughtUp != nil {
@@ -173,6 +187,7 @@ func (g *Group) maybeQuiesce(s *runState) {
 	s.quiesced = true
 	g.quiet.Store(true)
 	g.publish(s)
+	return true
 }
 
 // maybeQuiesceFollower quiesces a follower on its leader's marked
