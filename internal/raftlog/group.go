@@ -11,6 +11,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -636,10 +637,15 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		s.commit = max(s.commit, rd.GetCommit())
 	}
 	// Match our proposals to the indexes Raft gave them: as leader, the
-	// non-empty normal entries of our term are exactly our proposals, in
-	// order (raft copies the data, so identity cannot be used).
+	// non-empty normal entries of our term are our proposals, in order
+	// (raft copies the data, so identity cannot be used) — and, where
+	// followers forward proposals (the metadata group), theirs too: there
+	// an entry is ours only if it holds our proposal's bytes (metadata
+	// commands carry a random id). Matching a forwarded entry would answer
+	// a proposal with another command's index and outcome.
 	for _, e := range rd.Entries {
-		if len(s.proposed) == 0 || len(e.Data) == 0 || e.GetType() != pb.EntryNormal || e.GetTerm() != s.proposed[0].term {
+		if len(s.proposed) == 0 || len(e.Data) == 0 || e.GetType() != pb.EntryNormal || e.GetTerm() != s.proposed[0].term ||
+			g.cfg.ForwardProposals && !bytes.Equal(e.Data, s.proposed[0].Data) {
 			continue
 		}
 		{

@@ -468,3 +468,79 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		t.Fatalf("a follower reports an ISR: %v", st.ISR)
 	}
 }
+
+// TestLocalAndForwardedProposalsKeepTheirIndexes: on the metadata group's
+// leader, entries forwarded by followers (MsgProp) share the leader's term
+// with its own proposals; each local proposal must still be answered with
+// the index of its own entry (the metadata layer reads its outcome, a
+// producer-id block for one, at that index: a wrong index hands two nodes
+// the same producer ids).
+func TestLocalAndForwardedProposalsKeepTheirIndexes(t *testing.T) {
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}()
+	var leader, follower *node
+	waitFor(t, "a leader and a follower that knows it", func() bool {
+		leader, follower = nil, nil
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader {
+				leader = n
+			} else if st.Leader != 0 {
+				follower = n
+			}
+		}
+		return leader != nil && follower != nil
+	})
+	const each = 200
+	type answer struct {
+		data  string
+		index uint64
+	}
+	answers := make(chan answer, each)
+	var wg sync.WaitGroup
+	for i := range each {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			p := NewProposal([]byte(fmt.Sprintf("forwarded %d", i)), nil, false)
+			p.Forward = true
+			_, _ = follower.g.ProposeWait(context.Background(), p)
+		}()
+		go func() {
+			defer wg.Done()
+			d := fmt.Sprintf("local %d", i)
+			r, err := leader.g.ProposeWait(context.Background(), NewProposal([]byte(d), nil, false))
+			if err == nil {
+				answers <- answer{d, r.Index}
+			}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	n := 0
+	for a := range answers {
+		n++
+		ents, err := leader.log.Entries(a.index, a.index+1, 1<<20)
+		if err != nil || len(ents) != 1 {
+			t.Fatalf("entry %d of %q: %v", a.index, a.data, err)
+		}
+		if got := string(ents[0].Data); got != a.data {
+			t.Fatalf("proposal %q answered with index %d, which holds %q", a.data, a.index, got)
+		}
+	}
+	if n < each/2 {
+		t.Fatalf("only %d of %d local proposals succeeded", n, each)
+	}
+}
