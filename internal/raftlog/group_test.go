@@ -332,8 +332,14 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		return true
 	})
 	waitFor(t, "a leader", func() bool { l2 = leader(); return l2 != nil })
-	// Every replica holds the same log.
-	ref, _ := l2.log.LastIndex()
+	sameLog(t, nodes, l2)
+}
+
+// sameLog fails unless every node's log has the leader's last index and
+// the leader's term at every index.
+func sameLog(t *testing.T, nodes map[uint64]*node, leader *node) {
+	t.Helper()
+	ref, _ := leader.log.LastIndex()
 	for _, n := range nodes {
 		last, _ := n.log.LastIndex()
 		if last != ref {
@@ -341,7 +347,7 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		}
 		for i := uint64(1); i <= last; i++ {
 			a, _ := n.log.Term(i)
-			b, _ := l2.log.Term(i)
+			b, _ := leader.log.Term(i)
 			if a != b {
 				t.Fatalf("node %d term at %d differs", n.id, i)
 			}
@@ -349,10 +355,11 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 	}
 }
 
-// TestFollowerForwardsProposal: a follower's Forward proposal reaches the
-// leader through Raft (MsgProp) and commits on every voter, which is how
-// any node writes to the metadata group.
-func TestFollowerForwardsProposal(t *testing.T) {
+// startForwarding starts three voters of a group whose followers forward
+// proposals (as the metadata group's), each with its own host, over one
+// in-process network; they stop when the test ends.
+func startForwarding(t *testing.T) map[uint64]*node {
+	t.Helper()
 	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
 	voters := []uint64{1, 2, 3}
 	nodes := map[uint64]*node{}
@@ -363,11 +370,19 @@ func TestFollowerForwardsProposal(t *testing.T) {
 		net.mu.Unlock()
 		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		for _, n := range nodes {
 			n.stop(t)
 		}
-	}()
+	})
+	return nodes
+}
+
+// TestFollowerForwardsProposal: a follower's Forward proposal reaches the
+// leader through Raft (MsgProp) and commits on every voter, which is how
+// any node writes to the metadata group.
+func TestFollowerForwardsProposal(t *testing.T) {
+	nodes := startForwarding(t)
 	var follower *node
 	waitFor(t, "a leader and a follower that knows it", func() bool {
 		for _, n := range nodes {
@@ -476,21 +491,7 @@ func TestISRShrinksAndExpands(t *testing.T) {
 // producer-id block for one, at that index: a wrong index hands two nodes
 // the same producer ids).
 func TestLocalAndForwardedProposalsKeepTheirIndexes(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	nodes := startForwarding(t)
 	var leader, follower *node
 	waitFor(t, "a leader and a follower that knows it", func() bool {
 		leader, follower = nil, nil

@@ -271,7 +271,7 @@ func TestQuiesceLostHeartbeat(t *testing.T) {
 	c := newQuietCluster(t)
 	waitFor(t, "a leader", func() bool { return c.leader() != nil })
 	l := c.leader()
-	var f uint64 = l.id%3 + 1
+	f := l.id%3 + 1
 	dropped := 0
 	c.net.mu.Lock()
 	c.net.drop = func(m *pb.Message) bool {
@@ -339,20 +339,7 @@ func TestQuiesceLeaderNodeDies(t *testing.T) {
 		return true
 	})
 	lead := c.leader()
-	ref, _ := lead.log.LastIndex()
-	for _, n := range c.nodes {
-		last, _ := n.log.LastIndex()
-		if last != ref {
-			t.Fatalf("node %d last index %d, leader %d", n.id, last, ref)
-		}
-		for i := uint64(1); i <= last; i++ {
-			a, _ := n.log.Term(i)
-			b, _ := lead.log.Term(i)
-			if a != b {
-				t.Fatalf("node %d: term of entry %d differs from the leader's", n.id, i)
-			}
-		}
-	}
+	sameLog(t, c.nodes, lead)
 	if hw := lead.g.HighWatermark(); hw != 6 {
 		t.Fatalf("high watermark %d after 6 one-record proposals", hw)
 	}
