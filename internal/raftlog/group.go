@@ -379,10 +379,11 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
-	// Quiescence: quiesced while idle; seen is the liveness generation of
-	// each node as this group last looked (docs/DESIGN.md).
+	// Quiescence: quiesced while idle; seen is each node's liveness
+	// generation and count of downs as this group last looked
+	// (docs/DESIGN.md).
 	quiesced bool
-	seen     map[uint64]uint64
+	seen     map[uint64]peerSeen
 	scratch  []uint64
 }
 
@@ -549,7 +550,7 @@ func (g *Group) start() (*runState, error) {
 		return nil, fmt.Errorf("raftlog: high watermark at %d: %w", applied, err)
 	}
 	g.setHW(hw)
-	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}, seen: map[uint64]uint64{}}
+	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}, seen: map[uint64]peerSeen{}}
 	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID || g.cfg.CampaignAtStart && hs.GetTerm() == 0 {
 		// A single voter needs no election timeout; a new group's
 		// preferred replica campaigns at once, so leaders start where

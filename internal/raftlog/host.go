@@ -27,9 +27,10 @@ type PeerState struct {
 	Known bool
 	// Up: the node's process talks to us.
 	Up bool
-	// Gen changes at every report: a group that saw one generation knows
-	// whether the node went down (or restarted) since.
-	Gen uint64
+	// Gen changes at every report, Downs at every report of the node
+	// going down (a restart is reported as down, then up): a group that
+	// kept them knows whether the node changed, or went away, since.
+	Gen, Downs uint64
 	// Silent is how long the node had been silent when it went down.
 	Silent time.Duration
 }
@@ -80,6 +81,9 @@ func (h *Host) SetPeer(node uint64, up bool, silent time.Duration) {
 	ps := h.peers[node]
 	ps.Known, ps.Up, ps.Silent = true, up, silent
 	ps.Gen++
+	if !up {
+		ps.Downs++
+	}
 	h.peers[node] = ps
 	h.peerMu.Unlock()
 	h.mu.RLock()

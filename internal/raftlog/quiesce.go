@@ -28,6 +28,11 @@ func isQuiesceMarker(ctx []byte) bool { return len(ctx) > 0 && bytes.Equal(ctx, 
 
 func isWakeMarker(ctx []byte) bool { return len(ctx) > 0 && bytes.Equal(ctx, wakeMarker) }
 
+// peerSeen is what a group last saw of a node's liveness.
+type peerSeen struct{ gen, downs uint64 }
+
+func seenOf(ps PeerState) peerSeen { return peerSeen{ps.Gen, ps.Downs} }
+
 // peerChanged tells the group that the Host's liveness table changed.
 func (g *Group) peerChanged() {
 	select {
@@ -164,7 +169,7 @@ func (g *Group) maybeQuiesce(s *runState) bool {
 			ps := h.Peer(id)
 			live := ps.Known && ps.Up
 			switch {
-			case live && ps.Gen == s.seen[id] && pr.Match == commit && pr.State == tracker.StateReplicate:
+			case live && ps.Gen == s.seen[id].gen && pr.Match == commit && pr.State == tracker.StateReplicate:
 				followers = append(followers, id)
 			case !live && !slices.Contains(s.isr, id):
 				// Down and out of the ISR: its return wakes us.
@@ -200,7 +205,7 @@ func (g *Group) maybeQuiesceFollower(s *runState, m *pb.Message) {
 	ok := g.cfg.Quiesce && !s.leader && h != nil
 	if ok {
 		ps := h.Peer(m.GetFrom())
-		ok = ps.Known && ps.Up && ps.Gen == s.seen[m.GetFrom()]
+		ok = ps.Known && ps.Up && ps.Downs == s.seen[m.GetFrom()].downs
 	}
 	if ok {
 		bs := s.rn.BasicStatus()
@@ -226,7 +231,7 @@ func (g *Group) rememberPeers(s *runState) {
 		return
 	}
 	s.rn.WithProgress(func(id uint64, _ raft.ProgressType, _ tracker.Progress) {
-		s.seen[id] = h.Peer(id).Gen
+		s.seen[id] = seenOf(h.Peer(id))
 	})
 }
 
@@ -234,8 +239,8 @@ func (g *Group) rememberPeers(s *runState) {
 // on. A leader wakes when a follower's node went down or came back, and
 // reports it unreachable (Raft probes it again before streaming appends;
 // the leader quiesces again once it answered, or once it is out of the
-// ISR). A follower whose leader's node went down (or restarted) forgets
-// the leader, so that it grants pre-votes at once, and wakes; if it was
+// ISR). A follower whose leader's node went down since it last looked (or
+// restarted, which is reported as down and up) forgets the leader, so that it grants pre-votes at once, and wakes; if it was
 // quiesced its election clock moves on by the time the leader's node had
 // been silent, since the node heartbeat stood in for the leader's.
 func (g *Group) peersChanged(s *runState) {
@@ -258,15 +263,19 @@ func (g *Group) peersChanged(s *runState) {
 	)
 	for _, id := range ids {
 		ps := h.Peer(id)
-		if ps.Gen == s.seen[id] {
+		was := s.seen[id]
+		if ps.Gen == was.gen {
 			continue
 		}
-		s.seen[id] = ps.Gen
+		s.seen[id] = seenOf(ps)
 		switch {
 		case s.leader:
 			followerChanged = true
 			s.rn.ReportUnreachable(id)
-		case id == lead:
+		case id == lead && ps.Downs != was.downs:
+			// Only going away counts: the leader's node merely coming up
+			// (its first report, the control connection admitted after
+			// an append on the bulk lane) is no loss.
 			leaderLost, leadState = true, ps
 		}
 	}
