@@ -98,7 +98,7 @@ rm -rf "$OUT/data-i"; cluster "$OUT/data-i"
 # The nodes register in the metadata log once it has a leader: on a busy
 # machine that can take more than a moment, so the create is retried.
 for attempt in $(seq 30); do
-	"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null 2>"$OUT/create.err" && break
+	"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null 2>>"$OUT/create.err" && break
 	# An attempt that timed out may still have created it.
 	grep -q TOPIC_ALREADY_EXISTS "$OUT/create.err" && break
 	[ "$attempt" = 30 ] && { cat "$OUT/create.err" >&2; exit 1; }
