@@ -76,7 +76,7 @@ bench: ## Go benchmarks of the hot paths
 bench-storage: ## the storage report of docs/PERFORMANCE.md (raw disk next to BenchmarkAppend)
 	./scripts/bench-storage.sh
 
-bench-cluster: ## 3-node RF 3 cluster against standalone (acks=all, closed loop and pipelined, alternating), idle CPU with 1,000 partitions, restart time
+bench-cluster: ## 3-node RF 3 cluster against standalone and a 3-node NATS JetStream R3 stream (acks=all, closed loop and pipelined, alternating), idle CPU with 1,000 partitions, restart time
 	./scripts/bench-cluster.sh
 
 bench-peers: ## Chronik against NATS JetStream, kfake and sarama (about 16 min); rewrites the peers table of docs/PERFORMANCE.md

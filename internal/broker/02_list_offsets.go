@@ -28,7 +28,7 @@ func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Heade
 		ot := kmsg.ListOffsetsResponseTopic{Topic: rt.Topic}
 		for _, rp := range rt.Partitions {
 			op := kmsg.ListOffsetsResponseTopicPartition{Partition: rp.Partition, Offset: -1, Timestamp: -1, LeaderEpoch: -1}
-			p, err := b.localLeader(rt.Topic, rp.Partition)
+			p, err := b.localReader(rt.Topic, rp.Partition)
 			if err == nil {
 				err = checkEpoch(p, rp.CurrentLeaderEpoch)
 			}

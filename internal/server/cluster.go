@@ -246,6 +246,39 @@ func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
 	return len(moves)
 }
 
+// electPreferredFor bounds how long a leader keeps trying to carry out an
+// ElectLeaders (preferred) request.
+const electPreferredFor = 30 * time.Second
+
+// electPreferred carries out an ElectLeaders (preferred) request where this
+// node leads the partition. One attempt is not enough: Raft aborts a
+// leadership transfer whose transferee did not catch up within an election
+// timeout, and the leader's ISR may not yet list a replica that has just
+// caught up. So it retries every second while this node still leads, the
+// preferred replica is another node, and the time is not up.
+func (s *Server) electPreferred(topic string, index int32) {
+	ctx := s.groups.Context()
+	only := func(t string, i int32) bool { return t == topic && i == index }
+	deadline := time.Now().Add(electPreferredFor)
+	for {
+		p, ok := s.Partition(topic, index)
+		t, known := s.meta.Topic(topic)
+		if !ok || !known || int(index) >= len(t.Partitions) || len(t.Partitions[index].Replicas) == 0 ||
+			t.Partitions[index].Replicas[0] == s.cfg.NodeID || !p.Group.Status().IsLeader {
+			return
+		}
+		s.preferLeaders(only)
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // clusterNotReady says why a serving cluster node is not ready yet: the
 // signal a rolling restart waits for before it stops the next node. Ready
 // means the metadata group has a leader and this node has applied what it

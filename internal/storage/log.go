@@ -95,6 +95,11 @@ type Options struct {
 	// restart. It is called without the log's lock held and must not
 	// block (a context's cancel is the intended use).
 	OnDamage func(error)
+	// Snapshots says the owner keeps its state in memory and saves
+	// snapshots of it in the log (SaveSnapshot, the metadata log): Snapshot
+	// then serves the last saved one, InstallSnapshot keeps the one it
+	// installs, and CompactTo may delete what a saved snapshot covers.
+	Snapshots bool
 }
 
 const (
@@ -178,6 +183,10 @@ type Log struct {
 	// truncations and synchronous checkpoints, to invalidate background ones.
 	ckpt tailState
 	gen  uint64
+	// snapData supplies the owner's data for Snapshot (SetSnapshotData).
+	snapData func() ([]byte, error)
+	// saved is the last saved snapshot (Options.Snapshots).
+	saved *savedSnapshot
 }
 
 // Reconfigure changes the options that may change while the log is open:
