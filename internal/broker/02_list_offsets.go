@@ -9,18 +9,25 @@ package broker
 // record at or after it through the time index and, inside its batch, the
 // record itself (decompressing when needed). current_leader_epoch (v4+) is
 // checked. Deliberate gap: v0 (old-style offset lists) is not served, as in
-// Kafka 4.
+// Kafka 4. Before answering latest, a leader confirms with a quorum that it
+// still leads (raftlog.Group.ConfirmLeader), so a deposed leader that has
+// not heard of its successor never answers an end offset below one the
+// successor acknowledged.
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/raftlog"
 )
 
-func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+func (b *Broker) handleListOffsets(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.ListOffsetsRequest)
 	resp := kmsg.NewPtrListOffsetsResponse()
 	resp.SetVersion(h.Version)
@@ -35,6 +42,9 @@ func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Heade
 			if err == nil && rp.Timestamp == -3 && h.Version < 7 {
 				err = kerr.UnsupportedVersion
 			}
+			if err == nil && rp.Timestamp == -1 {
+				err = confirmLeader(ctx, p)
+			}
 			if err == nil {
 				op.Offset, op.Timestamp, err = p.ListOffset(rp.Timestamp)
 				op.LeaderEpoch = int32(p.Group.Status().Term)
@@ -48,4 +58,23 @@ func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Heade
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return result{resp: resp}
+}
+
+// confirmLeaderTimeout bounds the wait for a quorum's confirmation; a
+// deposed leader steps down well within it (CheckQuorum).
+const confirmLeaderTimeout = 5 * time.Second
+
+// confirmLeader confirms p's leadership with a quorum before a read of its
+// high watermark that must not be stale.
+func confirmLeader(ctx context.Context, p *partition.Partition) error {
+	cctx, cancel := context.WithTimeout(ctx, confirmLeaderTimeout)
+	defer cancel()
+	switch err := p.Group.ConfirmLeader(cctx); {
+	case err == nil:
+		return nil
+	case errors.Is(err, raftlog.ErrNotLeader), errors.Is(err, raftlog.ErrStopped):
+		return kerr.NotLeaderForPartition
+	default:
+		return kerr.RequestTimedOut
+	}
 }

@@ -13,6 +13,7 @@ package raftlog
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,7 +221,9 @@ type Group struct {
 	inbox chan *pb.Message
 	// transferc asks the leader to hand leadership to a voter.
 	transferc chan uint64
-	tickc     chan struct{}
+	// readc carries ConfirmLeader requests to Run.
+	readc chan *readReq
+	tickc chan struct{}
 	// peerc says the Host's liveness table changed.
 	peerc chan struct{}
 	// quiet mirrors runState.quiesced for the Host's ticker.
@@ -283,6 +286,7 @@ func NewGroup(cfg Config) (*Group, error) {
 		props:     make(chan *Proposal, proposalQueue),
 		inbox:     make(chan *pb.Message, inboxQueue),
 		transferc: make(chan uint64, 1),
+		readc:     make(chan *readReq, 64),
 		tickc:     make(chan struct{}, 1),
 		peerc:     make(chan struct{}, 1),
 		localc:    make(chan struct{}, 1),
@@ -356,6 +360,39 @@ func (g *Group) TransferLeadership(to uint64) {
 	}
 }
 
+// readReq is a ConfirmLeader call waiting in Run.
+type readReq struct {
+	id    uint64
+	index uint64 // the read index, once Raft confirmed it (0 before)
+	done  chan error
+}
+
+// ConfirmLeader returns once this node has confirmed, by a round of
+// heartbeats answered by a quorum (Raft's ReadIndex), that it was the
+// leader when it asked, and has applied everything committed by then: a
+// high watermark read afterwards is at least every offset any leader
+// acknowledged before the call. A leader cut off from the quorum (deposed
+// without knowing it yet) never confirms: the call returns ErrNotLeader
+// when it steps down, or the context's error.
+func (g *Group) ConfirmLeader(ctx context.Context) error {
+	r := &readReq{done: make(chan error, 1)}
+	select {
+	case g.readc <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.stopped:
+		return ErrStopped
+	}
+}
+
 // HighWatermark returns the end offset of the last committed entry.
 func (g *Group) HighWatermark() int64 { return g.hw.Load() }
 
@@ -417,6 +454,10 @@ type runState struct {
 	// copiesq holds committed proposals awaiting MinCopies durable copies,
 	// by index.
 	copiesq []*Proposal
+	// reads are ConfirmLeader calls by id: waiting for Raft's read index,
+	// then for it to be applied.
+	reads  map[uint64]*readReq
+	readID uint64
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -464,6 +505,8 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			g.step(s, m)
 		case p := <-g.props:
 			g.propose(s, p)
+		case r := <-g.readc:
+			g.startRead(s, r)
 		case to := <-g.transferc:
 			if s.leader && to != g.cfg.NodeID {
 				g.wake(s, "leadership transfer")
@@ -479,6 +522,9 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		}
 		if len(s.copiesq) > 0 {
 			g.checkCopies(s)
+		}
+		if len(s.reads) > 0 {
+			g.finishReads(s)
 		}
 	}
 }
@@ -677,11 +723,19 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		if wasLeader && !s.leader {
 			g.log.Info("lost leadership", "lead", rd.Lead)
 			g.failPending(s, ErrNotLeader)
+			g.failReads(s, ErrNotLeader)
 		}
 	}
 	if rd.HardState != nil {
 		s.term = rd.GetTerm()
 		s.commit = max(s.commit, rd.GetCommit())
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) == 8 {
+			if r, ok := s.reads[binary.BigEndian.Uint64(rs.RequestCtx)]; ok {
+				r.index = rs.Index
+			}
+		}
 	}
 	// Match our proposals to the indexes Raft gave them: as leader, the
 	// non-empty normal entries of our term are our proposals, in order
@@ -975,6 +1029,42 @@ func (g *Group) trackISR(s *runState) bool {
 		g.cfg.OnISRChange(s.term, prev, isr)
 	}
 	return true
+}
+
+// startRead asks Raft for a read index (Run's goroutine).
+func (g *Group) startRead(s *runState, r *readReq) {
+	if !s.leader {
+		r.done <- ErrNotLeader
+		return
+	}
+	if s.reads == nil {
+		s.reads = map[uint64]*readReq{}
+	}
+	s.readID++
+	r.id = s.readID
+	s.reads[r.id] = r
+	var ctx [8]byte
+	binary.BigEndian.PutUint64(ctx[:], r.id)
+	g.wake(s, "read index")
+	s.rn.ReadIndex(ctx[:])
+}
+
+// finishReads answers the reads whose index is confirmed and applied.
+func (g *Group) finishReads(s *runState) {
+	for id, r := range s.reads {
+		if r.index > 0 && s.applied >= r.index {
+			r.done <- nil
+			delete(s.reads, id)
+		}
+	}
+}
+
+// failReads answers every waiting read with err.
+func (g *Group) failReads(s *runState, err error) {
+	for id, r := range s.reads {
+		r.done <- err
+		delete(s.reads, id)
+	}
 }
 
 // failPending answers every proposal Raft has seen but not committed.

@@ -790,3 +790,57 @@ func another(nodes map[uint64]*node, n *node) *node {
 	}
 	return nil
 }
+
+// ConfirmLeader succeeds on a leader a quorum answers, fails at once on a
+// follower, and never succeeds on a leader cut off from the others (it
+// fails once CheckQuorum makes it step down): so a deposed leader does
+// not answer reads from its own stale state.
+func TestConfirmLeader(t *testing.T) {
+	net, _, nodes := startThree(t)
+	defer stopAll(t, nodes)
+	var l *node
+	l = servingLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		d := payload(3, 16)
+		_, err := l.g.ProposeWait(ctx, NewProposal(d, assign(d), false))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) {
+			t.Fatal(err)
+		}
+		// An election on a loaded machine: follow the new leader.
+		l = servingLeader(t, nodes)
+	}
+	if err := l.g.ConfirmLeader(ctx); err != nil {
+		t.Fatalf("the leader could not confirm its leadership: %v", err)
+	}
+	if hw := l.g.HighWatermark(); hw < 3 {
+		t.Fatalf("high watermark %d after a confirmed read, want >= 3", hw)
+	}
+	if err := another(nodes, l).g.ConfirmLeader(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a follower confirmed leadership: %v", err)
+	}
+	net.setDown(l.id, true)
+	if err := l.g.ConfirmLeader(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a leader cut off from the quorum: %v, want ErrNotLeader", err)
+	}
+}
+
+// servingLeader waits for a leader that serves and returns it.
+func servingLeader(t *testing.T, nodes map[uint64]*node) *node {
+	t.Helper()
+	var l *node
+	waitFor(t, "a leader that serves", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader && st.Serving {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}

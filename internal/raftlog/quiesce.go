@@ -145,8 +145,8 @@ func (g *Group) wakeLeader(s *runState, lead uint64) {
 // followers with a last, marked heartbeat that carries the commit index.
 func (g *Group) maybeQuiesce(s *runState) bool {
 	if !g.cfg.Quiesce || !s.leader || s.quiesced ||
-		len(s.proposed) > 0 || len(s.waiting) > 0 || len(s.copiesq) > 0 || s.inflight > 0 ||
-		len(g.props) > 0 || len(g.inbox) > 0 || len(g.transferc) > 0 || s.rn.HasReady() {
+		len(s.proposed) > 0 || len(s.waiting) > 0 || len(s.copiesq) > 0 || len(s.reads) > 0 || s.inflight > 0 ||
+		len(g.props) > 0 || len(g.inbox) > 0 || len(g.transferc) > 0 || len(g.readc) > 0 || s.rn.HasReady() {
 		return false
 	}
 	bs := s.rn.BasicStatus()

@@ -1,14 +1,19 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chronik-go/chronik/internal/wal"
 )
 
 func TestSnapshotDataRoundTrip(t *testing.T) {
@@ -179,5 +184,53 @@ func TestSavedSnapshotServedCompactedAndReloaded(t *testing.T) {
 	}
 	if _, err := Open(dir, c, o); err == nil {
 		t.Fatal("a saved snapshot before the log start with entries missing in between was accepted")
+	}
+}
+
+// An append with nothing to write (Raft attaches acknowledgements of
+// entries from earlier appends to it) completes only after every earlier
+// write is durable — and fails if one of them does.
+func TestEmptyAppendWaitsForEarlierWrites(t *testing.T) {
+	p, err := wal.ProfileByName("low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := wal.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The committer is not running yet: a submitted write stays queued.
+	l := mustOpen(t, t.TempDir(), c, testOptions())
+	order := make(chan string, 2)
+	if err := l.Append(context.Background(), []*pb.Entry{ent(1, 1, testPayload(0, 1, 1, 10))}, nil, func(err error) {
+		order <- fmt.Sprintf("write %v", err)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(context.Background(), nil, nil, func(err error) { order <- fmt.Sprintf("empty %v", err) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-order:
+		t.Fatalf("%q completed while the earlier write was still queued", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	if a, b := <-order, <-order; a != "write <nil>" || b != "empty <nil>" {
+		t.Fatalf("completion order %q then %q", a, b)
+	}
+	// With nothing pending, an empty append completes at once.
+	done := make(chan error, 1)
+	if err := l.Append(context.Background(), nil, nil, func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

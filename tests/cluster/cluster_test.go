@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/dashcheck"
 	"github.com/chronik-go/chronik/internal/records"
 	"github.com/chronik-go/chronik/internal/testbroker"
 )
@@ -523,6 +525,26 @@ func TestClusterLeadersReturnToPreferred(t *testing.T) {
 	}
 	c.restart(n1)
 	waitPreferred("after the node came back")
+	// The dashboard's cluster rows (replication, transport) name metrics
+	// that a cluster node exports, after this test's node failure.
+	panels, err := dashcheck.Load(filepath.Join("..", "..", "deploy", "grafana", "chronik.json"))
+	must(t, err, "dashboard")
+	var rows []dashcheck.Panel
+	for _, p := range panels {
+		if dashcheck.ClusterRow(p.Row) {
+			rows = append(rows, p)
+		}
+	}
+	if len(rows) < 6 {
+		t.Fatalf("the dashboard has %d panels in its cluster rows", len(rows))
+	}
+	exposed, err := dashcheck.Exposed(c.nodes[1].metrics)
+	must(t, err, "metrics")
+	problems, checked := dashcheck.Check(rows, exposed)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	t.Logf("dashboard: %d cluster panels, %d metric references checked against node 2's /metrics", len(rows), checked)
 }
 
 // TestClusterNotLeaderNamesTheLeader: a produce or fetch sent to a
