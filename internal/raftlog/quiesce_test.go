@@ -182,8 +182,8 @@ func TestQuiesceSingleVoter(t *testing.T) {
 
 // TestQuiesceIdleGroup: an idle group of three voters goes quiet on every
 // replica with every follower in the ISR and the commit index known to
-// all, then sends nothing at all; a proposal wakes it, commits on every
-// replica, and it goes quiet again.
+// all, then sends nothing at all; a read index and a proposal wake it (the
+// proposal commits on every replica), and it goes quiet again after each.
 func TestQuiesceIdleGroup(t *testing.T) {
 	c := newQuietCluster(t)
 	c.propose(5)
@@ -209,6 +209,14 @@ func TestQuiesceIdleGroup(t *testing.T) {
 			t.Fatalf("node %d: %+v after the quiet period (term was %d)", n.id, st, term)
 		}
 	}
+	// A read index (ConfirmLeader) wakes it and is confirmed by a quorum.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	err := l.g.ConfirmLeader(ctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("ConfirmLeader on a quiesced leader: %v", err)
+	}
+	c.waitQuiet("every replica to quiesce again after the read index")
 	// A proposal wakes it and commits on every replica.
 	hw := l.g.HighWatermark()
 	c.propose(3)
