@@ -232,6 +232,7 @@ type Group struct {
 
 	hw      atomic.Int64
 	status  atomic.Pointer[Status]
+	lag     atomic.Pointer[[]PeerLag]
 	hwMu    sync.Mutex
 	hwWaitC chan struct{}
 
@@ -391,6 +392,25 @@ func (g *Group) ConfirmLeader(ctx context.Context) error {
 	case <-g.stopped:
 		return ErrStopped
 	}
+}
+
+// PeerLag is how many entries a voter's durable log is behind the
+// leader's (Raft's Match against the leader's own).
+type PeerLag struct {
+	Node    uint64
+	Entries uint64
+}
+
+// Lag returns, on a leader, each other voter's lag as last measured with
+// the in-sync replicas (every few ticks); nil on a follower.
+func (g *Group) Lag() []PeerLag {
+	if st := g.status.Load(); st == nil || !st.IsLeader {
+		return nil
+	}
+	if l := g.lag.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // HighWatermark returns the end offset of the last committed entry.
@@ -1001,9 +1021,19 @@ func (g *Group) trackISR(s *runState) bool {
 		}
 	})
 	isr := s.isrScratch[:0]
+	lagChanged := false
+	prevLag := g.lag.Load()
+	n := 0
 	s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
 		if typ == raft.ProgressTypeLearner {
 			return
+		}
+		if id != g.cfg.NodeID {
+			lag := selfMatch - min(pr.Match, selfMatch)
+			if prevLag == nil || n >= len(*prevLag) || (*prevLag)[n] != (PeerLag{id, lag}) {
+				lagChanged = true
+			}
+			n++
 		}
 		// A follower whose node is down is not caught up, even when
 		// nothing was written since it died.
@@ -1014,6 +1044,17 @@ func (g *Group) trackISR(s *runState) bool {
 			isr = append(isr, id)
 		}
 	})
+	if lagChanged || prevLag != nil && n != len(*prevLag) {
+		// A new slice only when a lag changed: an idle group allocates
+		// nothing. Progress is visited in id order.
+		lags := make([]PeerLag, 0, n)
+		s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+			if typ != raft.ProgressTypeLearner && id != g.cfg.NodeID {
+				lags = append(lags, PeerLag{id, selfMatch - min(pr.Match, selfMatch)})
+			}
+		})
+		g.lag.Store(&lags)
+	}
 	slices.Sort(isr)
 	s.isrScratch = isr
 	if slices.Equal(isr, s.isr) {

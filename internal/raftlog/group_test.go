@@ -438,6 +438,25 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	}
 	want := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == f.id })
 	waitFor(t, "the cut-off follower to leave the in-sync replicas", func() bool { return slices.Equal(isr(), want) })
+	// The leader measures how far behind it is; the other follower is not.
+	lagOf := func(id uint64) uint64 {
+		for _, pl := range l.g.Lag() {
+			if pl.Node == id {
+				return pl.Entries
+			}
+		}
+		return 1 << 63
+	}
+	var o *node // the follower still connected
+	for _, n := range nodes {
+		if n != l && n != f {
+			o = n
+		}
+	}
+	waitFor(t, "the leader's lag of each follower", func() bool { return lagOf(f.id) >= 5 && lagOf(o.id) == 0 })
+	if lg := f.g.Lag(); lg != nil {
+		t.Fatalf("a follower reports lag: %v", lg)
+	}
 	if l.g.Status().IsLeader != true {
 		t.Fatal("leadership moved while a follower was cut off")
 	}

@@ -826,6 +826,11 @@ func TestClusterNodeBehindRetentionInstallsSnapshot(t *testing.T) {
 		}
 	}
 	t.Logf("log start offset %d of %d while node %d was away", start, len(a.recs), pref)
+	// The leader reports how far behind the away node is.
+	leader := c.node(c.leaderOf(topic, 0))
+	if lag := leader.metric(t, fmt.Sprintf(`chronik_replica_max_lag_entries{peer="%d"}`, pref)); lag < 1000 {
+		t.Fatalf("leader node %d reports node %d behind by %v entries after 1500 appends without it", leader.id, pref, lag)
+	}
 	for i := range 20 {
 		createTopic(t, cl, fmt.Sprintf("meanwhile-%02d", i), 1, 3, nil)
 	}
