@@ -16,7 +16,7 @@
 #      uses over 30 s of no traffic, and the time a node takes to serve
 #      again after a restart with them.
 #
-# Usage: scripts/bench-cluster.sh   (DURATION=20 ROUNDS=2 IDLE_PARTITIONS=1000; IDLE_ONLY=1: part 2 only; NATS_R3=0)
+# Usage: scripts/bench-cluster.sh   (DURATION=20 ROUNDS=2 IDLE_PARTITIONS=1000; IDLE_ONLY=1: part 2 only; NATS_R3=0; CHRONIK=path: run that binary instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,8 +26,11 @@ IDLE_PARTITIONS=${IDLE_PARTITIONS:-1000}
 OUT=${OUT:-$ROOT/bench-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 log() { echo "== $*" >&2; }
-go build -o "$OUT/chronik" ./cmd/chronik
-CHRONIK=$OUT/chronik
+# CHRONIK=path runs a given binary (a before/after comparison in one session).
+if [ -z "${CHRONIK:-}" ]; then
+	go build -o "$OUT/chronik" ./cmd/chronik
+	CHRONIK=$OUT/chronik
+fi
 NATS_R3=${NATS_R3:-1}
 [ "${IDLE_ONLY:-0}" = 1 ] && NATS_R3=0
 TOOLS=$ROOT/.cache/peer-tools
@@ -164,8 +167,15 @@ PY
 
 log "idle: $IDLE_PARTITIONS partitions x RF 3"
 rm -rf "$OUT/data-i"; cluster "$OUT/data-i"
-sleep 2
-"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null
+# The nodes register in the metadata log once it has a leader: on a busy
+# machine that can take more than a moment, so the create is retried.
+for attempt in $(seq 30); do
+	"$CHRONIK" topic create idle -p "$IDLE_PARTITIONS" -r 3 -b "$BROKERS" --timeout 300s >/dev/null 2>>"$OUT/create.err" && break
+	# An attempt that timed out may still have created it.
+	grep -q TOPIC_ALREADY_EXISTS "$OUT/create.err" && break
+	[ "$attempt" = 30 ] && { cat "$OUT/create.err" >&2; exit 1; }
+	sleep 2
+done
 sleep 10
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 declare -a before

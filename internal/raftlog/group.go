@@ -11,6 +11,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -112,7 +113,12 @@ type Config struct {
 	ReplicaLagTicks int
 	// ElectionTicks and HeartbeatTicks are in units of Host ticks.
 	ElectionTicks, HeartbeatTicks int
-	Logger                        *slog.Logger
+	// Quiesce lets the group stop ticking and heartbeating while idle
+	// (docs/DESIGN.md, "Quiescence and node liveness"). It relies on the
+	// Host's node liveness: a group with other voters quiesces only when
+	// registered with a Host that the transport reports to.
+	Quiesce bool
+	Logger  *slog.Logger
 }
 
 // Proposal is a request to append data as leader. Assign is called on the
@@ -196,6 +202,8 @@ type Status struct {
 	HighWatermark int64
 	// ISR is the in-sync replicas, sorted (on the leader only).
 	ISR []uint64
+	// Quiesced: the group is idle and neither ticks nor heartbeats.
+	Quiesced bool
 	// Serving is true on a leader once it applied the no-op entry of its
 	// term: only then does its high watermark cover everything any earlier
 	// leader committed (a new leader learns the last commit index by
@@ -216,6 +224,11 @@ type Group struct {
 	// readc carries ConfirmLeader requests to Run.
 	readc chan *readReq
 	tickc chan struct{}
+	// peerc says the Host's liveness table changed.
+	peerc chan struct{}
+	// quiet mirrors runState.quiesced for the Host's ticker.
+	quiet atomic.Bool
+	host  atomic.Pointer[Host]
 
 	hw      atomic.Int64
 	status  atomic.Pointer[Status]
@@ -276,6 +289,7 @@ func NewGroup(cfg Config) (*Group, error) {
 		transferc: make(chan uint64, 1),
 		readc:     make(chan *readReq, 64),
 		tickc:     make(chan struct{}, 1),
+		peerc:     make(chan struct{}, 1),
 		localc:    make(chan struct{}, 1),
 		hwWaitC:   make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -448,6 +462,12 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
+	// Quiescence: quiesced while idle; seen is each node's liveness
+	// generation and count of downs as this group last looked
+	// (docs/DESIGN.md).
+	quiesced bool
+	seen     map[uint64]peerSeen
+	scratch  []uint64
 	// termStart is the index of the no-op entry this node appended when it
 	// became leader; it serves reads once it applied it (Status.Serving).
 	termStart uint64
@@ -491,6 +511,9 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case <-g.tickc:
+			if s.quiesced || g.maybeQuiesce(s) {
+				break // a tick sent just before the group quiesced, or it just did
+			}
 			s.rn.Tick()
 			s.ticks++
 			// The ISR is measured in units of the lag (30 s by default):
@@ -499,18 +522,19 @@ func (g *Group) Run(ctx context.Context) (err error) {
 				g.publish(s)
 			}
 		case m := <-g.inbox:
-			if err := s.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-				g.log.Debug("step", "err", err)
-			}
+			g.step(s, m)
 		case p := <-g.props:
 			g.propose(s, p)
 		case r := <-g.readc:
 			g.startRead(s, r)
 		case to := <-g.transferc:
 			if s.leader && to != g.cfg.NodeID {
+				g.wake(s, "leadership transfer")
 				g.log.Info("transferring leadership", "to", to)
 				s.rn.TransferLeader(to)
 			}
+		case <-g.peerc:
+			g.peersChanged(s)
 		case <-g.localc:
 		}
 		if err := g.takeLocal(s); err != nil {
@@ -567,7 +591,7 @@ func (g *Group) drain(s *runState) {
 	for range proposalQueue {
 		select {
 		case m := <-g.inbox:
-			_ = s.rn.Step(m)
+			g.step(s, m)
 			continue
 		case p := <-g.props:
 			g.propose(s, p)
@@ -641,7 +665,7 @@ func (g *Group) start() (*runState, error) {
 		return nil, fmt.Errorf("raftlog: high watermark at %d: %w", applied, err)
 	}
 	g.setHW(hw)
-	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}}
+	s := &runState{rn: rn, applied: applied, commit: hs.GetCommit(), waiting: map[uint64]*Proposal{}, seen: map[uint64]peerSeen{}}
 	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == g.cfg.NodeID || g.cfg.CampaignAtStart && hs.GetTerm() == 0 {
 		// A single voter needs no election timeout; a new group's
 		// preferred replica campaigns at once, so leaders start where
@@ -661,6 +685,7 @@ func (g *Group) propose(s *runState, p *Proposal) {
 			p.finish(Result{Err: fmt.Errorf("%w: no leader known", ErrNotLeader)})
 			return
 		}
+		g.wake(s, "proposal")
 		if err := s.rn.Propose(p.Data); err != nil {
 			p.finish(Result{Err: fmt.Errorf("%w: %w", ErrNotLeader, err)})
 			return
@@ -689,6 +714,7 @@ func (g *Group) propose(s *runState, p *Proposal) {
 		p.finish(Result{BaseOffset: a.BaseOffset, Skipped: true})
 		return
 	}
+	g.wake(s, "proposal")
 	if err := s.rn.Propose(p.Data); err != nil {
 		if a.Undo != nil {
 			a.Undo()
@@ -706,9 +732,13 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	rd := s.rn.Ready()
 	becameLeader := false
 	if rd.SoftState != nil {
-		wasLeader := s.leader
+		wasLeader, wasLead := s.leader, s.lead
 		s.leader = rd.RaftState == raft.StateLeader
 		s.lead = rd.Lead
+		if s.lead != wasLead || s.leader != wasLeader {
+			g.wake(s, "leadership change")
+			g.rememberPeers(s)
+		}
 		becameLeader = s.leader && !wasLeader
 		if wasLeader && !s.leader {
 			g.log.Info("lost leadership", "lead", rd.Lead)
@@ -728,10 +758,15 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		}
 	}
 	// Match our proposals to the indexes Raft gave them: as leader, the
-	// non-empty normal entries of our term are exactly our proposals, in
-	// order (raft copies the data, so identity cannot be used).
+	// non-empty normal entries of our term are our proposals, in order
+	// (raft copies the data, so identity cannot be used) — and, where
+	// followers forward proposals (the metadata group), theirs too: there
+	// an entry is ours only if it holds our proposal's bytes (metadata
+	// commands carry a random id). Matching a forwarded entry would answer
+	// a proposal with another command's index and outcome.
 	for _, e := range rd.Entries {
-		if len(s.proposed) == 0 || len(e.Data) == 0 || e.GetType() != pb.EntryNormal || e.GetTerm() != s.proposed[0].term {
+		if len(s.proposed) == 0 || len(e.Data) == 0 || e.GetType() != pb.EntryNormal || e.GetTerm() != s.proposed[0].term ||
+			g.cfg.ForwardProposals && !bytes.Equal(e.Data, s.proposed[0].Data) {
 			continue
 		}
 		{
@@ -771,6 +806,10 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 				}
 			}
 		default:
+			if m.GetType() == pb.MsgHeartbeatResp && !s.quiesced && isQuiesceMarker(m.GetContext()) {
+				// Declined to quiesce: the answer wakes the leader.
+				m.Context = wakeMarker
+			}
 			remote = append(remote, m)
 		}
 	}
@@ -960,7 +999,7 @@ func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) e
 
 func (g *Group) publish(s *runState) {
 	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Serving: s.leader && s.applied >= s.termStart,
-		Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
+		Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load(), Quiesced: s.quiesced}
 	if s.leader {
 		st.ISR = s.isr
 	}
@@ -996,7 +1035,9 @@ func (g *Group) trackISR(s *runState) bool {
 			}
 			n++
 		}
-		if id == g.cfg.NodeID || pr.Match >= selfMatch {
+		// A follower whose node is down is not caught up, even when
+		// nothing was written since it died.
+		if id == g.cfg.NodeID || pr.Match >= selfMatch && g.maybeLive(id) {
 			s.caughtUp[id] = s.ticks
 		}
 		if s.ticks-s.caughtUp[id] <= uint64(g.cfg.ReplicaLagTicks) {
@@ -1045,6 +1086,7 @@ func (g *Group) startRead(s *runState, r *readReq) {
 	s.reads[r.id] = r
 	var ctx [8]byte
 	binary.BigEndian.PutUint64(ctx[:], r.id)
+	g.wake(s, "read index")
 	s.rn.ReadIndex(ctx[:])
 }
 

@@ -78,6 +78,12 @@ func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transpor
 // entries carry no Kafka offsets, as the metadata group's).
 func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host, mf storage.MetaFunc) *node {
 	t.Helper()
+	return startNodeCfg(t, id, dir, voters, tr, host, mf, nil)
+}
+
+// startNodeCfg is startNodeWith with a change to the group's Config.
+func startNodeCfg(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host, mf storage.MetaFunc, mod func(*Config)) *node {
+	t.Helper()
 	prof, _ := wal.ProfileByName("low")
 	c, err := wal.New(prof)
 	if err != nil {
@@ -92,8 +98,12 @@ func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Tran
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: testElectionTicks, HeartbeatTicks: 1,
-		ForwardProposals: mf == nil, ReplicaLagTicks: testLagTicks})
+	cfg := Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: testElectionTicks, HeartbeatTicks: 1,
+		ForwardProposals: mf == nil, ReplicaLagTicks: testLagTicks}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n.g, err = NewGroup(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,8 +337,14 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		return true
 	})
 	waitFor(t, "a leader", func() bool { l2 = leader(); return l2 != nil })
-	// Every replica holds the same log.
-	ref, _ := l2.log.LastIndex()
+	sameLog(t, nodes, l2)
+}
+
+// sameLog fails unless every node's log has the leader's last index and
+// the leader's term at every index.
+func sameLog(t *testing.T, nodes map[uint64]*node, leader *node) {
+	t.Helper()
+	ref, _ := leader.log.LastIndex()
 	for _, n := range nodes {
 		last, _ := n.log.LastIndex()
 		if last != ref {
@@ -336,7 +352,7 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 		}
 		for i := uint64(1); i <= last; i++ {
 			a, _ := n.log.Term(i)
-			b, _ := l2.log.Term(i)
+			b, _ := leader.log.Term(i)
 			if a != b {
 				t.Fatalf("node %d term at %d differs", n.id, i)
 			}
@@ -448,6 +464,84 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	waitFor(t, "the follower to rejoin the in-sync replicas", func() bool { return slices.Equal(isr(), voters) })
 	if st := f.g.Status(); st.ISR != nil {
 		t.Fatalf("a follower reports an ISR: %v", st.ISR)
+	}
+}
+
+// TestLocalAndForwardedProposalsKeepTheirIndexes: on the metadata group's
+// leader, entries forwarded by followers (MsgProp) share the leader's term
+// with its own proposals; each local proposal must still be answered with
+// the index of its own entry (the metadata layer reads its outcome, a
+// producer-id block for one, at that index: a wrong index hands two nodes
+// the same producer ids).
+func TestLocalAndForwardedProposalsKeepTheirIndexes(t *testing.T) {
+	_, _, nodes := startThreeWith(t, nil)
+	defer stopAll(t, nodes)
+	// roles finds the current leader and a follower that knows it.
+	roles := func() (leader, follower *node) {
+		waitFor(t, "a leader and a follower that knows it", func() bool {
+			leader, follower = nil, nil
+			for _, n := range nodes {
+				if st := n.g.Status(); st.IsLeader {
+					leader = n
+				} else if st.Leader != 0 {
+					follower = n
+				}
+			}
+			return leader != nil && follower != nil
+		})
+		return leader, follower
+	}
+	const each = 200
+	type answer struct {
+		on    *node
+		data  string
+		index uint64
+	}
+	answers := make(chan answer, each)
+	var wg sync.WaitGroup
+	for i := range each {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, f := roles()
+			p := NewProposal([]byte(fmt.Sprintf("forwarded %d", i)), nil, false)
+			p.Forward = true
+			_, _ = f.g.ProposeWait(context.Background(), p)
+		}()
+		go func() {
+			defer wg.Done()
+			d := fmt.Sprintf("local %d", i)
+			// On a loaded machine leadership may move: follow it (a
+			// proposal refused as not leader is simply made again).
+			for {
+				l, _ := roles()
+				r, err := l.g.ProposeWait(context.Background(), NewProposal([]byte(d), nil, false))
+				if err == nil {
+					answers <- answer{l, d, r.Index}
+					return
+				}
+				if !errors.Is(err, ErrNotLeader) {
+					t.Errorf("local proposal %q: %v", d, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	n := 0
+	for a := range answers {
+		n++
+		ents, err := a.on.log.Entries(a.index, a.index+1, 1<<20)
+		if err != nil || len(ents) != 1 {
+			t.Fatalf("entry %d of %q: %v", a.index, a.data, err)
+		}
+		if got := string(ents[0].Data); got != a.data {
+			t.Fatalf("proposal %q answered with index %d, which holds %q", a.data, a.index, got)
+		}
+	}
+	if n != each {
+		t.Fatalf("%d of %d local proposals answered", n, each)
 	}
 }
 

@@ -66,7 +66,7 @@ func (s *Server) startTransport() error {
 		addrs[uint64(p.ID)] = p.Raft
 	}
 	tr, err := transport.New(transport.Options{NodeID: uint64(s.cfg.NodeID), ClusterID: peersKey(s.metaVoters(), addrs),
-		Peers: addrs, Deliver: s.host.Deliver, Logger: s.log, Registerer: s.metrics.Registry})
+		Peers: addrs, Deliver: s.host.Deliver, OnPeer: s.host.SetPeer, Logger: s.log, Registerer: s.metrics.Registry})
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -156,6 +156,19 @@ func TestMetricsCountRealTraffic(t *testing.T) {
 	if after[`chronik_partitions{state="serving"}`] < 1 || after["chronik_raft_leader_count"] < 2 || after["chronik_ready"] != 1 {
 		t.Errorf("partitions %v leaders %v ready %v", after[`chronik_partitions{state="serving"}`], after["chronik_raft_leader_count"], after["chronik_ready"])
 	}
+	// Idle again, every local partition's Raft group quiesces (a single
+	// voter has nobody to tell).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := scrape(t, maddr)
+		if m["chronik_raft_quiesced_groups"] == m[`chronik_partitions{state="serving"}`] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of %v serving partitions quiesced", m["chronik_raft_quiesced_groups"], m[`chronik_partitions{state="serving"}`])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, k := range []string{"go_goroutines", "process_resident_memory_bytes", "chronik_produce_buffer_limit_bytes", "chronik_produce_profile_active"} {
 		if _, ok := after[k]; !ok {
 			t.Errorf("%s missing", k)
@@ -201,7 +214,7 @@ func TestMetricsCountRealTraffic(t *testing.T) {
 	if cerr != nil {
 		t.Fatal(cerr)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for {
 		m := scrape(t, maddr)
 		lag, glag := m[`chronik_consumer_lag{group="mg",partition="0",topic="m"}`], m[`chronik_consumer_group_lag{group="mg"}`]

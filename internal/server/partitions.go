@@ -285,7 +285,8 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition, onDamage func(e
 	}
 	g, err := raftlog.NewGroup(raftlog.Config{GroupID: mp.Group, NodeID: uint64(s.cfg.NodeID), Voters: voters, Log: l,
 		Meta: PartitionMeta, SM: p, OnLeader: onLeader, OnISRChange: onISR, Logger: s.log, Transport: s.tr, ReplicaLagTicks: s.replicaLagTicks(),
-		CampaignAtStart: len(mp.Replicas) > 1 && mp.Replicas[0] == s.cfg.NodeID, HeartbeatTicks: partitionHeartbeatTicks})
+		CampaignAtStart: len(mp.Replicas) > 1 && mp.Replicas[0] == s.cfg.NodeID, HeartbeatTicks: partitionHeartbeatTicks,
+		Quiesce: true})
 	if err != nil {
 		_ = l.Close()
 		return nil, err
@@ -300,9 +301,9 @@ func (s *Server) startPartition(t meta.Topic, mp meta.Partition, onDamage func(e
 }
 
 // partitionHeartbeatTicks: a partition leader heartbeats its followers
-// every 3 ticks (300 ms), not every tick: heartbeats of idle groups are
-// most of a cluster's idle cost, and the election timeout (10–20 ticks)
-// still spans three or more of them.
+// every 3 ticks (300 ms), not every tick: the election timeout (10–20
+// ticks) still spans three or more of them. Idle partitions quiesce and
+// send none (docs/DESIGN.md).
 const partitionHeartbeatTicks = 3
 
 func toInt32(ids []uint64) []int32 {

@@ -31,6 +31,7 @@ var (
 	descGroupLag   = prometheus.NewDesc("chronik_consumer_group_lag", "Consumer lag per group, summed over its committed partitions.", []string{"group"}, nil)
 	descReady      = prometheus.NewDesc("chronik_ready", "1 when /readyz says ready.", nil, nil)
 	descUnderRepl  = prometheus.NewDesc("chronik_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas (the signal a rolling restart waits on).", nil, nil)
+	descQuiesced   = prometheus.NewDesc("chronik_raft_quiesced_groups", "Local partition replicas (leaders and followers) whose Raft group is quiesced: idle, neither ticking nor heartbeating.", nil, nil)
 	descLagMax     = prometheus.NewDesc("chronik_replica_max_lag_entries", "Per peer, the most Raft entries its durable log is behind this broker's, over the partitions (and the metadata group) this broker leads; measured with the in-sync replicas every few ticks.", []string{"peer"}, nil)
 	descLagSum     = prometheus.NewDesc("chronik_replica_lag_entries", "Per peer, the Raft entries its durable log is behind this broker's, summed over the partitions (and the metadata group) this broker leads.", []string{"peer"}, nil)
 )
@@ -38,7 +39,7 @@ var (
 // registerState exports state read at scrape time.
 func (s *Server) registerState() {
 	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl,
-		descLagMax, descLagSum},
+		descLagMax, descLagSum, descQuiesced},
 		func(emit func(*prometheus.Desc, float64, ...string)) {
 			_, ok := s.Readiness()
 			emit(descReady, b2f(ok))
@@ -47,7 +48,7 @@ func (s *Server) registerState() {
 			}
 			s.mu.RLock()
 			serving, offline := len(s.parts), len(s.offline)
-			leaders, followers, under := 0, 0, 0
+			leaders, followers, under, quiesced := 0, 0, 0, 0
 			lagMax, lagSum := map[uint64]uint64{}, map[uint64]uint64{}
 			addLag := func(ls []raftlog.PeerLag) {
 				for _, l := range ls {
@@ -56,7 +57,11 @@ func (s *Server) registerState() {
 				}
 			}
 			for _, p := range s.parts {
-				if st := p.Group.Status(); st.IsLeader {
+				st := p.Group.Status()
+				if st.Quiesced {
+					quiesced++
+				}
+				if st.IsLeader {
 					addLag(p.Group.Lag())
 					leaders++
 					if t, ok := s.meta.Topic(p.Topic); ok && int(p.Index) < len(t.Partitions) && len(st.ISR) < len(t.Partitions[p.Index].Replicas) {
@@ -82,6 +87,7 @@ func (s *Server) registerState() {
 			emit(descLeaders, float64(leaders))
 			emit(descUnderRepl, float64(under))
 			emit(descFollowers, float64(followers))
+			emit(descQuiesced, float64(quiesced))
 			topics := s.meta.Topics()
 			parts := 0
 			for _, t := range topics {

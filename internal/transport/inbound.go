@@ -153,6 +153,11 @@ func (t *Transport) admit(h hello, c net.Conn) (*inConn, reply) {
 	ic := &inConn{key: key, incarnation: h.incarnation, conn: c}
 	t.inbound[key] = ic
 	t.inMu.Unlock()
+	if h.lane == Control {
+		// Before the old connection closes: its end must not read as the
+		// peer going away.
+		t.controlAdmitted(t.peers[h.sender], ic)
+	}
 	if old != nil {
 		old.replaced.Store(true)
 		_ = old.conn.Close()
@@ -172,6 +177,9 @@ func (t *Transport) release(ic *inConn) {
 	if current {
 		t.m.connected.WithLabelValues(strconv.FormatUint(ic.key.sender, 10), ic.key.lane.String(), "in").Set(0)
 	}
+	if ic.key.lane == Control {
+		t.controlReleased(t.peers[ic.key.sender], ic)
+	}
 }
 
 // readInbound delivers the messages of one connection and answers pings.
@@ -185,9 +193,11 @@ func (t *Transport) readInbound(ic *inConn, r io.Reader) error {
 		t.m.badFrames.WithLabelValues(label, fe.reason).Inc()
 		return fe
 	}
+	control := ic.key.lane == Control
+	p := t.peers[ic.key.sender]
 	for {
-		if ic.key.lane == Control {
-			_ = ic.conn.SetReadDeadline(time.Now().Add(deadPings * t.opts.PingInterval))
+		if control {
+			_ = ic.conn.SetReadDeadline(time.Now().Add(t.opts.ConnTimeout))
 		}
 		kind, group, body, err := fr.next()
 		if err != nil {
@@ -198,6 +208,9 @@ func (t *Transport) readInbound(ic *inConn, r io.Reader) error {
 			return err
 		}
 		bytes.Add(float64(len(body) + frameHeader))
+		if control {
+			t.heardFrom(p)
+		}
 		switch kind {
 		case kindMessage:
 			m := &pb.Message{}

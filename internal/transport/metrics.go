@@ -31,6 +31,8 @@ type metrics struct {
 	badFrames     *prometheus.CounterVec // peer, reason
 	refused       *prometheus.CounterVec // reason (handshakes this node refused)
 	dialFailures  *prometheus.CounterVec // peer, lane
+	peerUp        *prometheus.GaugeVec   // peer
+	peerDown      *prometheus.CounterVec // peer, reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -66,9 +68,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Inbound transport connections this node refused, by reason (version, cluster_id, unknown_sender, wrong_receiver, duplicate, not_ready, bad_lane, garbage)."}, []string{"reason"}),
 		dialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_dial_failures_total",
 			Help: "Failed attempts to connect to the peer (dial, TLS or handshake error, or refusal)."}, []string{"peer", "lane"}),
+		peerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "chronik_transport_peer_up",
+			Help: "1 while the peer is alive as this node sees it: its control connection to us is up and it spoke within the peer timeout (the node liveness quiesced Raft groups rely on)."}, []string{"peer"}),
+		peerDown: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chronik_transport_peer_down_total",
+			Help: "Times the peer was declared down, by reason (disconnected: its control connection ended; silent: nothing heard for the peer timeout; restarted: a new process replaced it)."}, []string{"peer", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.connected, m.msgsSent, m.bytesSent, m.flushes, m.msgsReceived, m.bytesReceived,
-		m.queueBytes, m.dropped, m.rtt, m.rttLast, m.badFrames, m.refused, m.dialFailures} {
+		m.queueBytes, m.dropped, m.rtt, m.rttLast, m.badFrames, m.refused, m.dialFailures, m.peerUp, m.peerDown} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -327,14 +327,14 @@ func (l *outLane) writeLoop(ctx context.Context, conn net.Conn) error {
 
 // readLoop reads what the acceptor sends back: pongs on the control lane,
 // nothing on the bulk lane (where it only notices the connection closing).
-// A control connection that hears no pong for deadPings intervals is dead.
+// A control connection that hears no pong for ConnTimeout is dead.
 func (l *outLane) readLoop(conn net.Conn) error {
 	fr := frameReader{r: bufio.NewReaderSize(conn, 4096), maxFrame: 64}
 	rtt := l.t.m.rtt.WithLabelValues(l.p.label)
 	rttLast := l.t.m.rttLast.WithLabelValues(l.p.label)
 	for {
 		if l.lane == Control {
-			_ = conn.SetReadDeadline(time.Now().Add(deadPings * l.t.opts.PingInterval))
+			_ = conn.SetReadDeadline(time.Now().Add(l.t.opts.ConnTimeout))
 		}
 		kind, _, body, err := fr.next()
 		if err != nil {

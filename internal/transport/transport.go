@@ -61,8 +61,22 @@ type Options struct {
 	// MaxFrameBytes bounds one message, sent or received (default 256 MiB).
 	MaxFrameBytes int
 	// PingInterval is the time between pings on a control connection
-	// (default 1 s); a control connection silent for 5 intervals is closed.
+	// (default 200 ms): the node heartbeat peers judge our liveness by.
 	PingInterval time.Duration
+	// ConnTimeout closes a control connection silent for this long (default
+	// 5 s); the dialer then redials.
+	ConnTimeout time.Duration
+	// PeerTimeout declares a peer down when nothing arrived on its control
+	// connection for this long (default 1 s, the Raft election timeout): a
+	// paused process keeps its connections open and says nothing.
+	PeerTimeout time.Duration
+	// OnPeer is called at every change of a peer's liveness: up when its
+	// control connection to us passed the handshake or it spoke again
+	// after a silence, down when that connection ended (silent 0 or how
+	// long it had been quiet) or it was silent for PeerTimeout. A peer
+	// process replaced by a new one (a restart) is reported down, then up.
+	// Calls for one peer are serialised; it must not block for long.
+	OnPeer func(peer uint64, up bool, silent time.Duration)
 	// WriteTimeout bounds one flush to a peer (default 10 s).
 	WriteTimeout time.Duration
 	// Incarnation identifies this process in handshakes (default: the Unix
@@ -104,7 +118,6 @@ const (
 	dialBackoffMax      = 2 * time.Second
 	// dialLogEvery rate-limits the log of a peer that stays unreachable.
 	dialLogEvery = 30 * time.Second
-	deadPings    = 5
 	// refusalLogEvery rate-limits the log of refusals of one sender for
 	// one reason: a misconfigured node retries every 2 s.
 	refusalLogEvery = 30 * time.Second
@@ -157,7 +170,13 @@ func New(opts Options) (*Transport, error) {
 		opts.MaxFrameBytes = DefaultMaxFrame
 	}
 	if opts.PingInterval <= 0 {
-		opts.PingInterval = time.Second
+		opts.PingInterval = 200 * time.Millisecond
+	}
+	if opts.ConnTimeout <= 0 {
+		opts.ConnTimeout = 5 * time.Second
+	}
+	if opts.PeerTimeout <= 0 {
+		opts.PeerTimeout = time.Second
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
@@ -217,6 +236,10 @@ func (t *Transport) cluster() string {
 func (t *Transport) Run(ctx context.Context, ln net.Listener) error {
 	tasks := lifecycle.New(ctx, t.log)
 	tasks.Go("transport accept", true, func(ctx context.Context) error { return t.accept(ctx, ln, tasks) })
+	tasks.Go("transport liveness", false, func(ctx context.Context) error {
+		t.watchSilence(ctx)
+		return nil
+	})
 	for _, p := range t.peers {
 		for l := range Lane(numLanes) {
 			ln := p.lanes[l]
@@ -273,12 +296,14 @@ func (t *Transport) Connected(peer uint64) bool {
 	return p != nil && p.lanes[Control].isConnected() && p.lanes[Bulk].isConnected()
 }
 
-// peer is the outbound side of one peer: a queue and a connection per lane.
+// peer is one peer: the outbound side (a queue and a connection per lane)
+// and what we know of its liveness from what it sends us.
 type peer struct {
 	id    uint64
 	label string
 	addr  string
 	lanes [numLanes]*outLane
+	live  liveness
 }
 
 func (t *Transport) newPeer(id uint64, addr string) *peer {
@@ -300,5 +325,6 @@ func (t *Transport) newPeer(id uint64, addr string) *peer {
 		p.lanes[l].connGauge.Set(0)
 		p.lanes[l].queueBytes.Set(0)
 	}
+	t.m.peerUp.WithLabelValues(p.label).Set(0)
 	return p
 }

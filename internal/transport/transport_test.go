@@ -828,6 +828,7 @@ func TestTransportStuckPeer(t *testing.T) {
 	addrs[2] = m.ln.Addr().String()
 	n1 := startTransport(t, 1, lns[1], addrs, func(uint64, *pb.Message) {}, func(o *Options) {
 		o.PingInterval = 20 * time.Millisecond
+		o.ConnTimeout = 100 * time.Millisecond
 		o.WriteTimeout = 200 * time.Millisecond
 	})
 	defer n1.stop(t)
