@@ -74,6 +74,8 @@ panel("Replica lag by peer",[("max by (instance, peer) (chronik_replica_max_lag_
 panel("Leaders per node, elections per minute",[("sum by (instance) (chronik_raft_leader_count%s)"%sel(),"leaders {{instance}}"),("sum(%s) * 60"%rate("chronik_leader_elections_total"),"elections")],desc="Leaders spread over the preferred replicas; elections rise when nodes fail or restart.")
 endrow()
 row("Transport (cluster)")
+panel("Peers up, quiesced groups",[("sum by (instance, peer) (chronik_transport_peer_up%s)"%sel(),"{{instance}} sees {{peer}} up"),("sum by (instance) (chronik_raft_quiesced_groups%s)"%sel(),"quiesced groups {{instance}}")],desc="Node liveness from the transport's 200 ms pings (a peer is down when its connection ends or it is silent for 1 s); idle partition groups quiesce and cost nothing until a write, a read or a node's death wakes them.")
+endrow()
 panel("Peer connections",[("sum by (instance, peer) (chronik_transport_connected%s)"%sel('direction="out"'),"{{instance}} to {{peer}}")],desc="Established outbound connections per peer (one per lane); 0 means the peer is down or unreachable.")
 panel("Messages per second by peer",[("sum by (instance, peer) (%s)"%rate("chronik_transport_messages_sent_total"),"sent {{instance}} to {{peer}}"),("sum by (instance, peer) (%s)"%rate("chronik_transport_messages_received_total"),"received {{instance}} from {{peer}}")])
 panel("Bytes per second by peer",[("sum by (instance, peer) (%s)"%rate("chronik_transport_bytes_sent_total"),"sent {{instance}} to {{peer}}"),("sum by (instance, peer) (%s)"%rate("chronik_transport_bytes_received_total"),"received {{instance}} from {{peer}}")],"Bps")
