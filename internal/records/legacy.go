@@ -124,11 +124,7 @@ func parseMessages(b []byte, ms *MessageSet, inner bool) error {
 		if ms.Codec == CodecNone {
 			ms.Codec = codec
 		}
-		value := r.Value
-		if codec == CodecLZ4 && magic == 0 {
-			value = lz4HeaderChecksum(value, false)
-		}
-		plain, err := Decompress(codec, value)
+		plain, err := DecompressLegacy(magic, codec, r.Value)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptBatch, err)
 		}
@@ -144,6 +140,16 @@ func parseMessages(b []byte, ms *MessageSet, inner bool) error {
 		}
 	}
 	return nil
+}
+
+// DecompressLegacy opens the value of a compressed legacy wrapper message:
+// Decompress, except that LZ4 in magic 0 carries Kafka's pre-KIP-57 frame
+// header checksum, which is fixed up first.
+func DecompressLegacy(magic, codec int8, value []byte) ([]byte, error) {
+	if codec == CodecLZ4 && magic == 0 {
+		value = lz4HeaderChecksum(value, false)
+	}
+	return Decompress(codec, value)
 }
 
 // legacyBytes reads an int32-length byte field (-1: null).
