@@ -91,10 +91,11 @@ tools: ## install the tools the tests need
 	@command -v mkfs.ext4 >/dev/null && command -v chattr >/dev/null && command -v losetup >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs mount util-linux >/dev/null; }
 
-compat-tools: ## install the real Kafka clients of the compat tests (apt, npm)
-	@command -v kcat >/dev/null && /usr/bin/python3 -c 'import confluent_kafka, kafka, snappy, lz4, zstandard' 2>/dev/null || \
+compat-tools: ## install the real Kafka clients of the compat tests (apt, npm), Burrow and the ZooKeeper it needs
+	@command -v kcat >/dev/null && command -v Burrow >/dev/null && test -x /usr/share/zookeeper/bin/zkServer.sh && \
+		/usr/bin/python3 -c 'import confluent_kafka, kafka, snappy, lz4, zstandard, xxhash' 2>/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat python3-confluent-kafka python3-kafka \
-			python3-snappy python3-lz4 python3-zstandard >/dev/null; }
+			python3-snappy python3-lz4 python3-zstandard python3-xxhash burrow zookeeper >/dev/null; }
 	@command -v node >/dev/null || { echo "the compat tests need Node.js and npm (kafkajs)"; exit 1; }
 	@test -d tests/compat/clients/node_modules/kafkajs || (cd tests/compat/clients && npm install --no-audit --no-fund --loglevel=error)
 

@@ -14,6 +14,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 
+# req["conf"], when present, is extra client configuration (the legacy
+# tests pass api.version.request=false and broker.version.fallback).
+
+
 def dec(s):
     return None if s is None else base64.b64decode(s)
 
@@ -26,6 +30,7 @@ def produce(req):
     conf = {"bootstrap.servers": req["bootstrap"], "compression.type": req.get("codec", "none"),
             "enable.idempotence": req.get("idempotent", False), "message.max.bytes": 8 << 20,
             "linger.ms": 5, "acks": "all"}
+    conf.update(req.get("conf") or {})
     p = Producer(conf)
     out = [None] * len(req["records"])
 
@@ -50,7 +55,7 @@ def produce(req):
 
 def consume(req):
     c = Consumer({"bootstrap.servers": req["bootstrap"], "group.id": "compat-unused", "enable.auto.commit": False,
-                  "fetch.message.max.bytes": 8 << 20, "fetch.wait.max.ms": 100})
+                  "fetch.message.max.bytes": 8 << 20, "fetch.wait.max.ms": 100, **(req.get("conf") or {})})
     md = c.list_topics(req["topic"], timeout=20)
     parts = sorted(md.topics[req["topic"]].partitions)
     c.assign([TopicPartition(req["topic"], p, OFFSET_BEGINNING) for p in parts])
