@@ -19,7 +19,8 @@ package broker
 // dropped them, KIP-896) predate v2 batches: what is read is converted
 // down to message format v0 (Fetch v0–1) or v1 (v2–3) as Kafka does
 // (records.DownConvert); zstd batches cannot be expressed there and get
-// UNSUPPORTED_COMPRESSION_TYPE.
+// UNSUPPORTED_COMPRESSION_TYPE; a topic with
+// message.downconversion.enable=false answers them UNSUPPORTED_VERSION.
 
 import (
 	"context"
@@ -124,6 +125,9 @@ func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchReques
 						var rr partition.ReadResult
 						rr, err = p.Read(rp.FetchOffset, limit, total == 0)
 						op.HighWatermark, op.LastStableOffset, op.LogStartOffset = rr.HighWatermark, rr.LastStable, rr.LogStartOffset
+						if version < 4 && p.Config().NoDownConversion {
+							rr.Records, err = nil, fmt.Errorf("%w: message.downconversion.enable is false", kerr.UnsupportedVersion)
+						}
 						if rr.Records != nil && version < 4 {
 							rr.Records, err = downConvert(rr.Records, version)
 						}

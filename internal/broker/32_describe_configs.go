@@ -111,6 +111,15 @@ func topicSynonyms(res configs.Resolver, overrides map[string]string, d configs.
 			out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Broker, Value: strp(v), Source: kmsg.ConfigSource(configs.SourceStaticBroker)})
 		}
 	}
-	out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Name, Value: strp(d.Default), Source: kmsg.ConfigSource(configs.SourceDefault)})
+	// Kafka names the default by its broker config (log.retention.hours
+	// for retention.ms), in that config's unit.
+	name, v := d.Name, d.Default
+	if d.Synonym != "" {
+		name = d.Synonym
+	}
+	if d.SynonymDefault != "" {
+		v = d.SynonymDefault
+	}
+	out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: name, Value: strp(v), Source: kmsg.ConfigSource(configs.SourceDefault)})
 	return out
 }

@@ -23,6 +23,16 @@ import (
 // version 0 of the admin APIs. Requests are raw kmsg requests at the exact
 // version an old client sends.
 
+// brokerWithTopic starts a broker with one topic and returns it with an
+// admin client.
+func brokerWithTopic(t *testing.T, topic string, partitions int32, cfg map[string]*string) (*testbroker.Broker, *kadm.Client) {
+	t.Helper()
+	b := testbroker.Start(t, nil)
+	adm := kadm.NewClient(client(t, b.Addr))
+	createTopic(t, adm, topic, partitions, cfg)
+	return b, adm
+}
+
 // roundTrip sends req at version on c and decodes the response into resp.
 func roundTrip(t *testing.T, c *rawConn, req kmsg.Request, version int16, resp kmsg.Response) {
 	t.Helper()
@@ -174,9 +184,7 @@ func fetchLegacy(t *testing.T, c *rawConn, version int16, topic string, offset i
 // v0) and consecutive offsets; Fetch v0–v3 give them back as message sets
 // of the magic each version expects, at the same offsets.
 func TestLegacyMessageSetsProduceAndFetch(t *testing.T) {
-	b := testbroker.Start(t, nil)
-	adm := kadm.NewClient(client(t, b.Addr))
-	createTopic(t, adm, "legacy", 1, nil)
+	b, _ := brokerWithTopic(t, "legacy", 1, nil)
 	c := dial(t, b.Addr)
 	ts := time.Now().Add(-time.Minute).UnixMilli()
 	type step struct {
@@ -257,9 +265,7 @@ func TestLegacyMessageSetsProduceAndFetch(t *testing.T) {
 // asked for by Fetch v3 each get Kafka's error for the partition; nothing
 // is stored and the connection and broker go on serving.
 func TestLegacyBadInputRefusedAndBrokerServes(t *testing.T) {
-	b := testbroker.Start(t, nil)
-	adm := kadm.NewClient(client(t, b.Addr))
-	createTopic(t, adm, "bad", 1, nil)
+	b, adm := brokerWithTopic(t, "bad", 1, nil)
 	c := dial(t, b.Addr)
 	good := legacySet(t, 1, 0, "ok", 2, 1000)
 	badCRC := slices.Clone(good)
@@ -299,9 +305,7 @@ func TestLegacyBadInputRefusedAndBrokerServes(t *testing.T) {
 // TestListOffsetsV0OffsetLists: ListOffsets v0 (Burrow, old consumers)
 // answers lists of at most max_num_offsets offsets, largest first.
 func TestListOffsetsV0OffsetLists(t *testing.T) {
-	b := testbroker.Start(t, nil)
-	adm := kadm.NewClient(client(t, b.Addr))
-	createTopic(t, adm, "lo0", 1, nil)
+	b, _ := brokerWithTopic(t, "lo0", 1, nil)
 	c := dial(t, b.Addr)
 	list := func(ts int64, maxNum int32) ([]int64, int16) {
 		req := kmsg.NewPtrListOffsetsRequest()
@@ -390,7 +394,14 @@ func TestVersionZeroAdminAPIs(t *testing.T) {
 	oct.Partitions = []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 0, Metadata: kmsg.StringPtr("m")}}
 	oc.Topics = append(oc.Topics, oct)
 	ocr := kmsg.NewPtrOffsetCommitResponse()
-	roundTrip(t, c, oc, 0, ocr)
+	// The coordinator may still be loading its partition: retry as
+	// clients do.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		roundTrip(t, c, oc, 0, ocr)
+		if ocr.Topics[0].Partitions[0].ErrorCode != kerr.CoordinatorLoadInProgress.Code || time.Now().After(deadline) {
+			break
+		}
+	}
 	code(t, "OffsetCommit v0", ocr.Topics[0].Partitions[0].ErrorCode, nil)
 	of := kmsg.NewPtrOffsetFetchRequest()
 	of.Group = "oldgroup"
