@@ -130,7 +130,7 @@ const (
 // Synonym and SynonymDefault are Kafka's broker config (and its default)
 // that DescribeConfigs names as the DEFAULT_CONFIG synonym.
 var topicDefs = []Def{
-	{Name: "cleanup.policy", Type: TypeList, Default: "delete", Synonym: "log.cleanup.policy", Doc: "delete or compact; " + docCompaction, check: cleanupPolicy},
+	{Name: "cleanup.policy", Type: TypeList, Default: "delete", Synonym: "log.cleanup.policy", Doc: "delete: retention applies; compact alone keeps everything (log compaction is not performed yet, so retention is off)", check: cleanupPolicy},
 	{Name: "compression.gzip.level", Type: TypeInt, Default: "-1", Synonym: "compression.gzip.level", Doc: docLevel, check: gzipLevel},
 	{Name: "compression.lz4.level", Type: TypeInt, Default: "9", Synonym: "compression.lz4.level", Doc: docLevel, check: intRange(1, 17)},
 	{Name: "compression.type", Type: TypeString, Default: "producer", Synonym: "compression.type", Doc: "producer keeps batches as the producer compressed them; uncompressed, gzip, snappy, lz4 or zstd recompresses batches that arrive in another codec", check: oneOf("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")},
