@@ -29,9 +29,16 @@ import (
 // franz-go reads them back byte for byte at the offsets d was told, and
 // that d consumes back what it wrote. v0 producers send no timestamps: the
 // stored records then have none (-1), which proves the old format was used.
-func legacyRoundTrips(t *testing.T, d driver, magic0 bool) {
-	for _, codec := range []string{"none", "gzip", "snappy", "lz4"} {
+func legacyRoundTrips(t *testing.T, d driver, setting string, magic0 bool) {
+	client := d.name + " (" + d.version + ")"
+	for _, codec := range legacyCodecs {
 		t.Run(codec, func(t *testing.T) {
+			results.oldClient(client, setting, codec, "FAIL")
+			defer func() {
+				if !t.Failed() {
+					results.oldClient(client, setting, codec, "pass")
+				}
+			}()
 			topic := newTopic(t, 2, nil)
 			before := time.Now().Add(-time.Minute)
 			got := d.produce(t, topic, sampleRecords(120, 2, false), produceOpts{codec: codec})
@@ -63,7 +70,7 @@ func TestCompatLegacyConfluentKafkaPython(t *testing.T) {
 		t.Run("broker.version.fallback="+fallback, func(t *testing.T) {
 			d := scriptDriverWith(t, "confluent-kafka-python", []string{python, filepath.Join("clients", "confluent_client.py")},
 				map[string]any{"conf": map[string]any{"api.version.request": false, "broker.version.fallback": fallback}})
-			legacyRoundTrips(t, d, fallback == "0.9.0")
+			legacyRoundTrips(t, d, "`api.version.request=false`, `broker.version.fallback="+fallback+"`", fallback == "0.9.0")
 		})
 	}
 }
@@ -73,7 +80,7 @@ func TestCompatLegacyKafkaPython(t *testing.T) {
 		t.Run("api_version="+v, func(t *testing.T) {
 			d := scriptDriverWith(t, "kafka-python", []string{python, filepath.Join("clients", "kafkapython_client.py")},
 				map[string]any{"api_version": v})
-			legacyRoundTrips(t, d, v == "0.9")
+			legacyRoundTrips(t, d, "`api_version=("+strings.Replace(v, ".", ", ", 1)+")`", v == "0.9")
 		})
 	}
 }
@@ -111,6 +118,17 @@ func tailFile(path string) string {
 // reading __consumer_offsets with Fetch v2 (message format v1, converted
 // down) and end offsets with ListOffsets v0.
 func TestCompatBurrow(t *testing.T) {
+	version := "version unknown"
+	if out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "burrow").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	tool := "Burrow (Debian's burrow " + version + "; its sarama speaks Kafka 0.10.0's protocol: ListOffsets v0, Fetch v2 of __consumer_offsets)"
+	results.tool(tool, "FAIL")
+	defer func() {
+		if !t.Failed() {
+			results.tool(tool, "pass: lists a group with the committed offset, end offset and lag of each of three partitions")
+		}
+	}()
 	burrow, err := exec.LookPath("Burrow")
 	if err != nil {
 		t.Fatalf("Burrow is not installed (make compat-tools installs Debian's burrow): %v", err)
