@@ -72,6 +72,9 @@ func (m *matrix) tool(name, v string) {
 // legacyCodecs are the codecs message formats v0 and v1 carry.
 var legacyCodecs = []string{"none", "gzip", "snappy", "lz4"}
 
+// legacyColumns are the columns of the old clients' table.
+var legacyColumns = append(slices.Clone(legacyCodecs), "group")
+
 // note adds a footnote to a cell (a pass with a caveat the reader must see).
 func (m *matrix) note(client, feature, text string) {
 	m.mu.Lock()
@@ -152,12 +155,14 @@ func (m *matrix) render() string {
 		b.WriteString("\nOld clients and tools (outside the matrix: `TestCompatLegacy*`, `TestCompatBurrow`). Each cell: the client, configured\n")
 		b.WriteString("for an old broker, produces records (keys, null values, no headers: formats v0/v1 have none) through Produce v0–v2\n")
 		b.WriteString("with message formats v0/v1 that franz-go reads back byte for byte at the offsets the client was told (v0 records\n")
-		b.WriteString("without timestamps), and consumes them back through Fetch v0–v3 (batches converted down):\n\n")
-		b.WriteString("| client | configured for | " + strings.Join(legacyCodecs, " | ") + " |\n|---|---|" + strings.Repeat("---|", len(legacyCodecs)) + "\n")
+		b.WriteString("without timestamps), and consumes them back through Fetch v0–v3 (batches converted down); *group*: the client is\n")
+		b.WriteString("the one member of a consumer group (the old group protocol versions), consumes each record of two partitions once\n")
+		b.WriteString("and commits, and the broker reports the committed offsets at the partitions' ends:\n\n")
+		b.WriteString("| client | configured for | " + strings.Join(legacyColumns, " | ") + " |\n|---|---|" + strings.Repeat("---|", len(legacyColumns)) + "\n")
 		for _, c := range slices.Sorted(maps.Keys(m.old)) {
 			for _, setting := range slices.Sorted(maps.Keys(m.old[c])) {
 				b.WriteString("| " + c + " | " + setting)
-				for _, codec := range legacyCodecs {
+				for _, codec := range legacyColumns {
 					v, ok := m.old[c][setting][codec]
 					if !ok {
 						v = "not run"

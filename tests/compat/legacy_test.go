@@ -29,8 +29,9 @@ import (
 // franz-go reads them back byte for byte at the offsets d was told, and
 // that d consumes back what it wrote. v0 producers send no timestamps: the
 // stored records then have none (-1), which proves the old format was used.
-func legacyRoundTrips(t *testing.T, d driver, setting string, magic0 bool) {
+func legacyRoundTrips(t *testing.T, d driver, argv []string, extra map[string]any, setting string, magic0 bool) {
 	client := d.name + " (" + d.version + ")"
+	defer legacyGroup(t, client, setting, argv, extra)
 	for _, codec := range legacyCodecs {
 		t.Run(codec, func(t *testing.T) {
 			results.oldClient(client, setting, codec, "FAIL")
@@ -65,12 +66,43 @@ func legacyRoundTrips(t *testing.T, d driver, setting string, magic0 bool) {
 	}
 }
 
+// legacyGroup runs the client as the only member of a consumer group
+// (the old group protocol versions: JoinGroup/SyncGroup v0, OffsetCommit
+// v2, OffsetFetch v1) over records franz-go wrote to two partitions: it
+// must consume each once, and its commit must be what the broker then
+// reports for the group.
+func legacyGroup(t *testing.T, client, setting string, argv []string, extra map[string]any) {
+	t.Run("group", func(t *testing.T) {
+		results.oldClient(client, setting, "group", "FAIL")
+		topic := newTopic(t, 2, nil)
+		written := writeAll(t, topic, sampleRecords(80, 2, false))
+		group := "legacy-" + topic
+		req := map[string]any{"op": "group_consume", "topic": topic, "group": group, "n": len(written)}
+		for k, v := range extra {
+			req[k] = v
+		}
+		var got []rec
+		script(t, argv, req, &got)
+		checkConsumed(t, written, got)
+		offs, err := kadm.NewClient(kgoClient(t)).FetchOffsets(ctx(t), group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range map[int32]int64{0: 40, 1: 40} {
+			if o, ok := offs.Lookup(topic, p); !ok || o.At != want {
+				t.Fatalf("committed offset of partition %d: %+v, want %d", p, o, want)
+			}
+		}
+		results.oldClient(client, setting, "group", "pass")
+	})
+}
+
 func TestCompatLegacyConfluentKafkaPython(t *testing.T) {
 	for _, fallback := range []string{"0.9.0", "0.10.0"} {
 		t.Run("broker.version.fallback="+fallback, func(t *testing.T) {
-			d := scriptDriverWith(t, "confluent-kafka-python", []string{python, filepath.Join("clients", "confluent_client.py")},
-				map[string]any{"conf": map[string]any{"api.version.request": false, "broker.version.fallback": fallback}})
-			legacyRoundTrips(t, d, "`api.version.request=false`, `broker.version.fallback="+fallback+"`", fallback == "0.9.0")
+			argv := []string{python, filepath.Join("clients", "confluent_client.py")}
+			extra := map[string]any{"conf": map[string]any{"api.version.request": false, "broker.version.fallback": fallback}}
+			legacyRoundTrips(t, scriptDriverWith(t, "confluent-kafka-python", argv, extra), argv, extra, "`api.version.request=false`, `broker.version.fallback="+fallback+"`", fallback == "0.9.0")
 		})
 	}
 }
@@ -78,9 +110,9 @@ func TestCompatLegacyConfluentKafkaPython(t *testing.T) {
 func TestCompatLegacyKafkaPython(t *testing.T) {
 	for _, v := range []string{"0.9", "0.10"} {
 		t.Run("api_version="+v, func(t *testing.T) {
-			d := scriptDriverWith(t, "kafka-python", []string{python, filepath.Join("clients", "kafkapython_client.py")},
-				map[string]any{"api_version": v})
-			legacyRoundTrips(t, d, "`api_version=("+strings.Replace(v, ".", ", ", 1)+")`", v == "0.9")
+			argv := []string{python, filepath.Join("clients", "kafkapython_client.py")}
+			extra := map[string]any{"api_version": v}
+			legacyRoundTrips(t, scriptDriverWith(t, "kafka-python", argv, extra), argv, extra, "`api_version=("+strings.Replace(v, ".", ", ", 1)+")`", v == "0.9")
 		})
 	}
 }

@@ -58,6 +58,23 @@ def consume(req):
     return got
 
 
+def group_consume(req):
+    """Consumes n records as the only member of a group (subscribe, poll,
+    commit synchronously, close) and returns them (the legacy tests: with
+    api_version (0, 9) this is JoinGroup/SyncGroup v0, OffsetCommit v2 and
+    OffsetFetch v1)."""
+    c = KafkaConsumer(req["topic"], bootstrap_servers=req["bootstrap"], group_id=req["group"], enable_auto_commit=False,
+                      auto_offset_reset="earliest", fetch_max_wait_ms=100, **api_version(req))
+    got, deadline = [], time.time() + 60
+    while len(got) < req["n"] and time.time() < deadline:
+        for tp, msgs in c.poll(timeout_ms=500).items():
+            for m in msgs:
+                got.append({"partition": m.partition, "offset": m.offset, "key": enc(m.key), "value": enc(m.value)})
+    c.commit()
+    c.close()
+    return got
+
+
 def produce_stream(req):
     """Produces until SIGTERM (the cluster failover test): record i has key
     and value "k%07d" and goes to partition i % partitions; one JSON line per
@@ -177,7 +194,7 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": kafka.__version__}))
         return
-    fn = {"produce": produce, "consume": consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
+    fn = {"produce": produce, "consume": consume, "group_consume": group_consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
     out = fn(req)
     if req["op"] not in ("member", "produce_stream"):
         print(json.dumps(out))
