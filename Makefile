@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-peers test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ test: tools compat-tools ## everything CI runs: vet, lint, unit tests (race), re
 	$(MAKE) test-unit test-cluster test-compat test-load test-crash test-chaos test-fuzz
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
-	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos)
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos -e /tests/peers)
 
 test-cluster: compat-tools ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load, every real client through a leader failover (TestCluster*; checks docs/COMPATIBILITY-CLUSTER.md)
 	$(GO) test -count=1 -timeout 15m -v ./tests/cluster 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
@@ -44,6 +44,9 @@ test-load: ## the flood (backpressure) and hostile-clients tests against a broke
 
 test-compat: compat-tools ## every real Kafka client against a broker; checks docs/COMPATIBILITY.md
 	$(GO) test -count=1 -timeout 20m ./tests/compat
+
+test-peers: ## the peers' own test suites (franz-go's kgo tests at go.mod's version) against a broker it starts; rewrites docs/COMPATIBILITY-PEERS.md (not in make test)
+	$(GO) test -count=1 -timeout 40m ./tests/peers -update
 
 compat-doc: compat-tools ## rewrite docs/COMPATIBILITY.md from a run of the compat tests
 	$(GO) test -count=1 -timeout 20m ./tests/compat -update

@@ -115,7 +115,9 @@ func (m *matrix) render() string {
 	b.WriteString("a group.instance.id and restarts it: it gets a new member id and its old partitions back, and the other member sees no\n")
 	b.WriteString("rebalance. n/a means the client has no such feature.\n\n")
 	b.WriteString("The cluster column (each client producing and consuming through a leader failover on three nodes) is\n")
-	b.WriteString("[COMPATIBILITY-CLUSTER.md](COMPATIBILITY-CLUSTER.md), written by `go test ./tests/cluster` (`make cluster-doc`).\n\n")
+	b.WriteString("[COMPATIBILITY-CLUSTER.md](COMPATIBILITY-CLUSTER.md), written by `go test ./tests/cluster` (`make cluster-doc`). The peers'\n")
+	b.WriteString("own test suites (franz-go's kgo integration tests) run against a broker are [COMPATIBILITY-PEERS.md](COMPATIBILITY-PEERS.md),\n")
+	b.WriteString("written by `make test-peers`.\n\n")
 	clients := make([]string, 0, len(m.cells))
 	for c := range m.cells {
 		clients = append(clients, c)
