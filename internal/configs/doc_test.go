@@ -53,9 +53,10 @@ func TestTopicConfigDocUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, tail := string(got), ""
-	if i := strings.Index(head, "\n## Topic configs"); i >= 0 {
-		head, tail = head[:i], head[i+1:]
+	const marker = "## Topic configs"
+	head, tail, found := strings.Cut(string(got), "\n"+marker)
+	if found {
+		tail = marker + tail
 	}
 	if *update {
 		if err := os.WriteFile(path, []byte(head+"\n"+b.String()), 0o644); err != nil {
