@@ -57,15 +57,15 @@ cluster-doc: compat-tools ## rewrite docs/COMPATIBILITY-CLUSTER.md from a run of
 test-crash: ## kill -9 crash tests (TestCrash*)
 	$(GO) test -count=1 -run '^TestCrash' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|crash:' ; exit $${PIPESTATUS[0]}
 
-test-chaos: ## fault runs with the history checker: W1 on three nodes through kill -9 of a leader, SIGSTOP of a leader, a clean bounce, and on a standalone broker (TestChaos*; CHAOS_SEED= fixes the seed)
-	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos' ./tests/chaos $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED)) 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:|run.go:[0-9]+:|^ +(lost|unseen|duplicate|inconsistent|non-monotonic|watermark|stale|commit|failed|valid|operations)' ; exit $${PIPESTATUS[0]}
+test-chaos: ## fault runs with the history checker: W1+W7 on three nodes through kill -9, SIGSTOP and a bounce of a leader, an isolated leader, quorum loss, a full disk and a power loss, replicas compared after each; a standalone broker through kill -9, SIGSTOP, bounce, power loss (TestChaos*; root, /dev/fuse; CHAOS_SEED= fixes the seed)
+	$(GO) test -count=1 -timeout 10m -v -run '^TestChaos' ./tests/chaos $(if $(CHAOS_SEED),-args -chaos.seed=$(CHAOS_SEED)) 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:|run.go:[0-9]+:|^ +(lost|unseen|duplicate|inconsistent|non-monotonic|watermark|stale|commit|failed|acked|divergent|valid|operations)' ; exit $${PIPESTATUS[0]}
 
 SEED ?= 0
 DURATION ?= 60s
 FAULTS ?= f1,f2,f3
 NODES ?= 3
-chaos: ## one randomized fault run by hand (SEED= DURATION=60s FAULTS=f1,f2,f3 NODES=3; SEED=0 draws one and prints it)
-	$(GO) run ./tests/chaos/cmd/chaos -seed $(SEED) -duration $(DURATION) -faults $(FAULTS) -nodes $(NODES)
+chaos: ## one randomized fault run by hand (SEED= DURATION=60s FAULTS=f1,f2,f3 NODES=3; faults f1-f6, f8, f10, w4; SEED=0 draws one; writes report.html)
+	$(GO) run ./tests/chaos/cmd/chaos -seed $(SEED) -duration $(DURATION) -faults $(FAULTS) -nodes $(NODES) -end-offsets
 
 test-fuzz: ## run every fuzz target briefly (3,000 executions each)
 	FUZZTIME=$(FUZZTIME_TEST) FUZZMINIMIZETIME=$(FUZZMINIMIZE_TEST) ./scripts/fuzz-all.sh
@@ -79,7 +79,7 @@ bench: ## Go benchmarks of the hot paths
 bench-storage: ## the storage report of docs/PERFORMANCE.md (raw disk next to BenchmarkAppend)
 	./scripts/bench-storage.sh
 
-bench-cluster: ## 3-node RF 3 cluster against standalone (acks=all, closed loop and pipelined, alternating), idle CPU with 1,000 partitions, restart time
+bench-cluster: ## 3-node RF 3 cluster against standalone and a 3-node NATS JetStream R3 stream (acks=all, closed loop and pipelined, alternating), idle CPU with 1,000 partitions, restart time
 	./scripts/bench-cluster.sh
 
 bench-peers: ## Chronik against NATS JetStream, kfake and sarama (about 16 min); rewrites the peers table of docs/PERFORMANCE.md

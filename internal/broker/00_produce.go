@@ -209,8 +209,22 @@ func setProduceErr(rp *kmsg.ProduceResponseTopicPartition, err error) {
 }
 
 // localLeader returns the local partition if this node leads it, or the
-// Kafka error a client should see.
+// Kafka error a client should see. Reads go through localReader.
 func (b *Broker) localLeader(topic string, index int32) (*partition.Partition, error) {
+	return b.leaderFor(topic, index, false)
+}
+
+// localReader is localLeader for requests that read the log or its offsets
+// (Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords): a new leader
+// answers them only once it applied the no-op of its term, so its high
+// watermark is never below one its predecessor published
+// (raftlog.Status.Serving); clients retry NOT_LEADER_OR_FOLLOWER. Produce
+// needs no such wait: its acknowledgement waits for commit anyway.
+func (b *Broker) localReader(topic string, index int32) (*partition.Partition, error) {
+	return b.leaderFor(topic, index, true)
+}
+
+func (b *Broker) leaderFor(topic string, index int32, read bool) (*partition.Partition, error) {
 	t, ok := b.node.Meta().Topic(topic)
 	if !ok || index < 0 || int(index) >= len(t.Partitions) {
 		return nil, kerr.UnknownTopicOrPartition
@@ -225,7 +239,7 @@ func (b *Broker) localLeader(topic string, index int32) (*partition.Partition, e
 		}
 		return nil, kerr.NotLeaderForPartition
 	}
-	if !p.Group.Status().IsLeader {
+	if st := p.Group.Status(); !st.IsLeader || read && !st.Serving {
 		return nil, kerr.NotLeaderForPartition
 	}
 	return p, nil

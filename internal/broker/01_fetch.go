@@ -116,7 +116,7 @@ func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchReques
 				err := error(topicErr)
 				if topicErr == nil {
 					var p *partition.Partition
-					if p, err = b.localLeader(name, rp.Partition); err == nil {
+					if p, err = b.localReader(name, rp.Partition); err == nil {
 						err = checkEpoch(p, rp.CurrentLeaderEpoch)
 					}
 					if err == nil {

@@ -8,7 +8,10 @@ package broker
 // tiering), latest-tiered (-5) has no offset. A timestamp finds the first
 // record at or after it through the time index and, inside its batch, the
 // record itself (decompressing when needed). current_leader_epoch (v4+) is
-// checked.
+// checked. Before answering latest, a leader confirms with a quorum that it
+// still leads (raftlog.Group.ConfirmLeader), so a deposed leader that has
+// not heard of its successor never answers an end offset below one the
+// successor acknowledged.
 //
 // v0 (Kafka 3.9 serves it; 4.0 dropped it, KIP-896; Burrow and other old
 // tools use it) answers a list of at most max_num_offsets offsets, largest
@@ -21,6 +24,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -30,9 +34,10 @@ import (
 
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
+	"github.com/chronik-go/chronik/internal/raftlog"
 )
 
-func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
+func (b *Broker) handleListOffsets(ctx context.Context, _ *conn, h *protocol.Header, r kmsg.Request) result {
 	req := r.(*kmsg.ListOffsetsRequest)
 	resp := kmsg.NewPtrListOffsetsResponse()
 	resp.SetVersion(h.Version)
@@ -40,12 +45,15 @@ func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Heade
 		ot := kmsg.ListOffsetsResponseTopic{Topic: rt.Topic}
 		for _, rp := range rt.Partitions {
 			op := kmsg.ListOffsetsResponseTopicPartition{Partition: rp.Partition, Offset: -1, Timestamp: -1, LeaderEpoch: -1}
-			p, err := b.localLeader(rt.Topic, rp.Partition)
+			p, err := b.localReader(rt.Topic, rp.Partition)
 			if err == nil {
 				err = checkEpoch(p, rp.CurrentLeaderEpoch)
 			}
 			if err == nil && rp.Timestamp == -3 && h.Version < 7 {
 				err = kerr.UnsupportedVersion
+			}
+			if err == nil && rp.Timestamp == -1 {
+				err = confirmLeader(ctx, p)
 			}
 			if err == nil && h.Version == 0 {
 				op.OldStyleOffsets, err = oldStyleOffsets(p, rp.Timestamp, rp.MaxNumOffsets)
@@ -63,6 +71,25 @@ func (b *Broker) handleListOffsets(_ context.Context, _ *conn, h *protocol.Heade
 		resp.Topics = append(resp.Topics, ot)
 	}
 	return result{resp: resp}
+}
+
+// confirmLeaderTimeout bounds the wait for a quorum's confirmation; a
+// deposed leader steps down well within it (CheckQuorum).
+const confirmLeaderTimeout = 5 * time.Second
+
+// confirmLeader confirms p's leadership with a quorum before a read of its
+// high watermark that must not be stale.
+func confirmLeader(ctx context.Context, p *partition.Partition) error {
+	cctx, cancel := context.WithTimeout(ctx, confirmLeaderTimeout)
+	defer cancel()
+	switch err := p.Group.ConfirmLeader(cctx); {
+	case err == nil:
+		return nil
+	case errors.Is(err, raftlog.ErrNotLeader), errors.Is(err, raftlog.ErrStopped):
+		return kerr.NotLeaderForPartition
+	default:
+		return kerr.RequestTimedOut
+	}
 }
 
 // oldStyleOffsets answers ListOffsets v0 for one partition (see above).

@@ -64,7 +64,7 @@ func (b *Broker) metadata(ctx context.Context, h *protocol.Header, req *kmsg.Met
 	resp := kmsg.NewPtrMetadataResponse()
 	resp.SetVersion(h.Version)
 	for _, br := range b.node.Meta().Brokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: br.ID, Host: br.Host, Port: br.Port})
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: br.ID, Host: br.Host, Port: br.Port, Rack: rackOf(br)})
 	}
 	resp.ClusterID = strp(b.node.Meta().ClusterID())
 	resp.ControllerID = b.node.ControllerID()

@@ -26,7 +26,7 @@ func (b *Broker) handleDeleteRecords(ctx context.Context, _ *conn, h *protocol.H
 		ot := kmsg.DeleteRecordsResponseTopic{Topic: rt.Topic}
 		for _, rp := range rt.Partitions {
 			op := kmsg.DeleteRecordsResponseTopicPartition{Partition: rp.Partition, LowWatermark: -1}
-			p, err := b.localLeader(rt.Topic, rp.Partition)
+			p, err := b.localReader(rt.Topic, rp.Partition)
 			if err == nil {
 				op.LowWatermark, err = p.DeleteRecords(ctx, rp.Offset)
 			}

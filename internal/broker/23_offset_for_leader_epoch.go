@@ -24,7 +24,7 @@ func (b *Broker) handleOffsetForLeaderEpoch(_ context.Context, _ *conn, h *proto
 		ot := kmsg.OffsetForLeaderEpochResponseTopic{Topic: rt.Topic}
 		for _, rp := range rt.Partitions {
 			op := kmsg.OffsetForLeaderEpochResponseTopicPartition{Partition: rp.Partition, LeaderEpoch: -1, EndOffset: -1}
-			p, err := b.localLeader(rt.Topic, rp.Partition)
+			p, err := b.localReader(rt.Topic, rp.Partition)
 			if err == nil {
 				err = checkEpoch(p, rp.CurrentLeaderEpoch)
 			}

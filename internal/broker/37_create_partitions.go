@@ -77,7 +77,7 @@ func (b *Broker) createPartitions(ctx context.Context, rt kmsg.CreatePartitionsR
 		if rf > len(brokers) {
 			return errWith(kerr.InvalidReplicationFactor, "replication factor %d is larger than the number of brokers (%d)", rf, len(brokers))
 		}
-		replicas = assignReplicas(brokers, rt.Topic, cur, int(rt.Count)-cur, rf)
+		replicas = assignReplicas(b.node.Meta().Brokers(), rt.Topic, cur, int(rt.Count)-cur, rf)
 	}
 	if validateOnly {
 		return nil

@@ -27,7 +27,7 @@ func (b *Broker) handleDescribeCluster(_ context.Context, _ *conn, h *protocol.H
 	resp.ControllerID = b.node.ControllerID()
 	resp.ClusterAuthorizedOperations = noAuthorizedOperations
 	for _, br := range b.node.Meta().Brokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: br.ID, Host: br.Host, Port: br.Port})
+		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: br.ID, Host: br.Host, Port: br.Port, Rack: rackOf(br)})
 	}
 	return result{resp: resp}
 }

@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -48,22 +51,68 @@ func errWith(code *kerr.Error, format string, args ...any) *topicErr {
 	return &topicErr{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// assignReplicas spreads partitions over the brokers: partition p gets rf
-// consecutive brokers starting at (offset + p), where offset comes from
-// the topic's name so that different topics' leaders land on different
-// brokers.
-func assignReplicas(brokers []int32, name string, from, count, rf int) [][]int32 {
+// assignReplicas spreads partitions over the brokers, rack-aware as
+// Kafka's placement (broker.rack): the brokers are ordered alternating
+// between racks (racks by name, brokers by id within a rack; a broker
+// without a rack forms the rack ""), partition p's leader is the broker at
+// (offset + p) in that order, where offset comes from the topic's name so
+// that different topics' leaders land on different brokers, and its
+// followers are the next brokers in order whose rack holds no replica of
+// p yet, then — once every rack holds one — the next unused brokers. So
+// replicas span as many racks as there are, leaders spread evenly, and
+// without racks partition p simply gets rf consecutive brokers.
+func assignReplicas(brokers []meta.Broker, name string, from, count, rf int) [][]int32 {
+	order := rackAlternated(brokers)
+	racks := map[string]bool{}
+	for _, br := range brokers {
+		racks[br.Rack] = true
+	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(name))
-	start := int(h.Sum32() % uint32(len(brokers)))
+	start := int(h.Sum32() % uint32(len(order)))
 	out := make([][]int32, count)
 	for i := range out {
-		p := from + i
-		r := make([]int32, rf)
-		for j := range r {
-			r[j] = brokers[(start+p+j)%len(brokers)]
+		first := start + from + i
+		r := make([]int32, 0, rf)
+		usedRack := map[string]bool{}
+		used := map[int32]bool{}
+		for pass := 0; pass < 2 && len(r) < rf; pass++ {
+			for j := range order {
+				if len(r) == rf {
+					break
+				}
+				br := order[(first+j)%len(order)]
+				if used[br.ID] || pass == 0 && usedRack[br.Rack] && len(usedRack) < len(racks) {
+					continue
+				}
+				r = append(r, br.ID)
+				used[br.ID] = true
+				usedRack[br.Rack] = true
+			}
 		}
 		out[i] = r
+	}
+	return out
+}
+
+// rackAlternated orders brokers one per rack in turn: the first broker of
+// every rack, then the second of every rack, and so on.
+func rackAlternated(brokers []meta.Broker) []meta.Broker {
+	byRack := map[string][]meta.Broker{}
+	for _, br := range brokers {
+		byRack[br.Rack] = append(byRack[br.Rack], br)
+	}
+	names := slices.Sorted(maps.Keys(byRack))
+	for _, n := range names {
+		slices.SortFunc(byRack[n], func(a, b meta.Broker) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	out := make([]meta.Broker, 0, len(brokers))
+	for k := 0; len(out) < len(brokers); k++ {
+		for _, n := range names {
+			if k < len(byRack[n]) {
+				out = append(out, byRack[n][k])
+			}
+		}
 	}
 	return out
 }
@@ -145,7 +194,7 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 		case int(rf) > len(brokers):
 			return nil, errWith(kerr.InvalidReplicationFactor, "replication factor %d is larger than the number of brokers (%d)", rf, len(brokers))
 		}
-		replicas = assignReplicas(brokers, name, 0, int(partitions), int(rf))
+		replicas = assignReplicas(b.node.Meta().Brokers(), name, 0, int(partitions), int(rf))
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])

@@ -39,10 +39,18 @@ const (
 	// FailedButRead: a produce reported as certainly failed whose value was
 	// read.
 	FailedButRead Kind = "failed-but-read"
+	// AckedWithoutQuorum: a produce invoked after a quorum loss was in
+	// place (W4: two of three nodes unreachable or down) and acknowledged
+	// before the heal began; acks=all must never be answered then.
+	AckedWithoutQuorum Kind = "acked-without-quorum"
+	// DivergentReplicas: two replicas hold different bytes for a committed
+	// entry (W8, the replica comparison after the run).
+	DivergentReplicas Kind = "divergent-replicas"
 )
 
 // Kinds lists every class in report order.
-var Kinds = []Kind{Lost, Unseen, Duplicate, Inconsistent, NonMonotonic, WatermarkRegression, StaleEndOffset, CommitRegression, FailedButRead}
+var Kinds = []Kind{Lost, Unseen, Duplicate, Inconsistent, NonMonotonic, WatermarkRegression, StaleEndOffset, CommitRegression, FailedButRead,
+	AckedWithoutQuorum, DivergentReplicas}
 
 // Options tune what counts as an anomaly.
 type Options struct {
@@ -75,6 +83,13 @@ type Summary struct {
 	EndOffsets   int `json:"end_offsets"`  // end-offset answers
 	Commits      int `json:"commits"`      // commits that succeeded
 	Duplicates   int `json:"duplicates"`   // values read at more than one offset, counted even when allowed
+	Faults       int `json:"faults"`       // nemesis operations other than heals
+	// ReplicaEntries counts the committed entries compared across
+	// replicas after the run (W8).
+	ReplicaEntries int `json:"replica_entries"`
+	// ReplicaLogsUnchecked counts logs whose comparison could not be made
+	// (a replica would not open or a committed entry would not read).
+	ReplicaLogsUnchecked int `json:"replica_logs_unchecked"`
 	// Anomalies counts each class (zero classes included, so a report
 	// shows what was checked).
 	Anomalies map[Kind]int `json:"anomalies"`
@@ -132,9 +147,15 @@ func Check(events []Event, opt Options) *Result {
 		res.Summary.Anomalies[a.Kind]++
 	}
 
-	var produces, reads, ends, commits []op
+	var produces, reads, ends, commits, nemesis, replicas []op
 	for _, o := range ops {
 		switch o.inv.F {
+		case Nemesis:
+			nemesis = append(nemesis, o)
+			continue
+		case Replicas:
+			replicas = append(replicas, o)
+			continue
 		case Produce:
 			produces = append(produces, o)
 		case ReadOp:
@@ -145,7 +166,7 @@ func Check(events []Event, opt Options) *Result {
 			commits = append(commits, o)
 		}
 	}
-	res.Summary.Operations = len(ops)
+	res.Summary.Operations = len(ops) - len(nemesis) - len(replicas)
 	res.Summary.Produces = len(produces)
 
 	// What the reads returned.
@@ -290,7 +311,64 @@ func Check(events []Event, opt Options) *Result {
 
 	checkEndOffsets(res, ends, produces, add)
 	checkCommits(res, commits, add)
+	checkQuorum(res, nemesis, produces, add)
+	checkReplicas(res, replicas, add)
 	return res
+}
+
+// checkQuorum finds produces acknowledged while a quorum loss was in
+// place: invoked after the quorum-loss fault completed and answered ok
+// before the next nemesis operation (the heal) was invoked. A produce
+// invoked earlier may have been committed before the loss and is not
+// counted.
+func checkQuorum(res *Result, nemesis, produces []op, add func(Anomaly)) {
+	type window struct {
+		from, to int64
+		o        op
+	}
+	var ws []window
+	for i, o := range nemesis {
+		if o.inv.Fault != Heal {
+			res.Summary.Faults++
+		}
+		if o.inv.Fault != string(QuorumLoss) || o.typ() != OK {
+			continue
+		}
+		w := window{from: o.done.Time, to: 1<<63 - 1, o: o}
+		if i+1 < len(nemesis) {
+			w.to = nemesis[i+1].inv.Time
+		}
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		for _, p := range produces {
+			if p.typ() != OK || p.inv.Time <= w.from || p.done.Time >= w.to {
+				continue
+			}
+			add(Anomaly{Kind: AckedWithoutQuorum, Topic: p.done.Topic, Partition: p.done.Partition, Offset: Off(*p.done.Offset), Value: p.inv.Value,
+				Events: append(w.o.events(), p.events()...),
+				Detail: fmt.Sprintf("value %s invoked at %.3fs and acknowledged at %.3fs, during %s (%.3fs-%.3fs)", p.inv.Value,
+					float64(p.inv.Time)/1e9, float64(p.done.Time)/1e9, w.o.inv.Value, float64(w.from)/1e9, float64(w.to)/1e9)})
+		}
+	}
+}
+
+// checkReplicas turns the comparison of replicas after the run into
+// anomalies: every failed comparison is a divergence.
+func checkReplicas(res *Result, replicas []op, add func(Anomaly)) {
+	for _, o := range replicas {
+		switch o.typ() {
+		case OK:
+			if o.done.Offset != nil {
+				res.Summary.ReplicaEntries += int(*o.done.Offset)
+			}
+		case Info, Invoke:
+			res.Summary.ReplicaLogsUnchecked++
+		case Fail:
+			add(Anomaly{Kind: DivergentReplicas, Topic: o.done.Topic, Partition: o.done.Partition, Offset: o.done.Offset, Value: o.done.Value,
+				Events: o.events(), Detail: o.done.Error})
+		}
+	}
 }
 
 // pair matches completions to invocations: a process runs one operation
@@ -445,8 +523,8 @@ func sortedKeys[V any](m map[string]V) []string {
 func (r *Result) Text(maxPerKind int) string {
 	var b strings.Builder
 	s := r.Summary
-	fmt.Fprintf(&b, "operations %d, produces %d: acknowledged %d, failed %d, unknown %d (%d of them read); read %d offsets in %d reads; end-offset answers %d; commits %d; duplicates %d\n",
-		s.Operations, s.Produces, s.Acknowledged, s.Failed, s.Unknown, s.UnknownSeen, s.Read, s.Reads, s.EndOffsets, s.Commits, s.Duplicates)
+	fmt.Fprintf(&b, "operations %d, produces %d: acknowledged %d, failed %d, unknown %d (%d of them read); read %d offsets in %d reads; end-offset answers %d; commits %d; duplicates %d; faults %d; replica entries compared %d (logs not comparable %d)\n",
+		s.Operations, s.Produces, s.Acknowledged, s.Failed, s.Unknown, s.UnknownSeen, s.Read, s.Reads, s.EndOffsets, s.Commits, s.Duplicates, s.Faults, s.ReplicaEntries, s.ReplicaLogsUnchecked)
 	for _, k := range Kinds {
 		fmt.Fprintf(&b, "  %-22s %d\n", k, s.Anomalies[k])
 	}
@@ -485,6 +563,9 @@ func (e Event) line() string {
 	}
 	if len(e.Reads) > 0 {
 		s += fmt.Sprintf(" session=%d reads=%d [%d..%d]", e.Session, len(e.Reads), e.Reads[0].Offset, e.Reads[len(e.Reads)-1].Offset)
+	}
+	if e.Fault != "" {
+		s += " fault=" + e.Fault
 	}
 	if e.Error != "" {
 		s += " error=" + e.Error

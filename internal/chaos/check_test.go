@@ -54,6 +54,17 @@ func (b *h) commit(proc int, part int32, offset int64) *h {
 	return b.add(Event{Process: proc, Type: OK, F: Commit, Partition: part, Group: "g", Offset: Off(offset)})
 }
 
+// nemesis: a fault operation, invoked and in place.
+func (b *h) nemesis(fault string) *h {
+	b.add(Event{Process: NemesisProcess, Type: Invoke, F: Nemesis, Fault: fault, Value: fault + " of node 2", Topic: "-"})
+	return b.add(Event{Process: NemesisProcess, Type: OK, F: Nemesis, Fault: fault, Value: fault + " of node 2", Topic: "-"})
+}
+
+func (b *h) replicas(proc int, part int32, typ Type, n int64, why string) *h {
+	b.add(Event{Process: proc, Type: Invoke, F: Replicas, Partition: part})
+	return b.add(Event{Process: proc, Type: typ, F: Replicas, Partition: part, Offset: Off(n), Error: why})
+}
+
 func rd(o int64, v string) Read { return Read{o, v} }
 
 func TestCheck(t *testing.T) {
@@ -202,6 +213,56 @@ func TestCheck(t *testing.T) {
 			hist:  new(h).commit(7, 0, 10).commit(8, 0, 6),
 			want:  map[Kind]int{CommitRegression: 1},
 			names: []string{"committed 6 after 10"},
+		},
+		{
+			name: "clean quorum loss: only what was invoked before it is acknowledged during it",
+			hist: new(h).produce(1, 0, "a", OK, 0).
+				add(Event{Process: 2, Type: Invoke, F: Produce, Partition: 0, Value: "b"}).
+				nemesis(string(QuorumLoss)).
+				add(Event{Process: 2, Type: OK, F: Produce, Partition: 0, Value: "b", Offset: Off(1)}).
+				add(Event{Process: 3, Type: Invoke, F: Produce, Partition: 0, Value: "c"}).
+				nemesis(Heal).
+				add(Event{Process: 3, Type: OK, F: Produce, Partition: 0, Value: "c", Offset: Off(2)}).
+				read(9, 1, 0, rd(0, "a"), rd(1, "b"), rd(2, "c")),
+			sum: func(t *testing.T, s Summary) {
+				if s.Faults != 1 || s.Operations != 4 {
+					t.Errorf("faults %d (want 1: heals are not faults), operations %d (want 4: nemesis excluded)", s.Faults, s.Operations)
+				}
+			},
+		},
+		{
+			name: "acked without quorum",
+			hist: new(h).nemesis(string(QuorumLoss)).produce(1, 0, "q", OK, 0).nemesis(Heal).
+				read(9, 1, 0, rd(0, "q")),
+			want:  map[Kind]int{AckedWithoutQuorum: 1},
+			names: []string{"q"},
+		},
+		{
+			name: "acked without quorum until the heal begins",
+			hist: new(h).nemesis(string(QuorumLoss)).produce(1, 0, "q", OK, 0).
+				read(9, 1, 0, rd(0, "q")),
+			want:  map[Kind]int{AckedWithoutQuorum: 1},
+			names: []string{"q"},
+		},
+		{
+			name: "other faults do not forbid acknowledgements",
+			hist: new(h).nemesis(string(IsolateLeader)).produce(1, 0, "a", OK, 0).nemesis(Heal).
+				read(9, 1, 0, rd(0, "a")),
+		},
+		{
+			name: "replicas compared equal",
+			hist: new(h).replicas(300, 0, OK, 40, "").replicas(301, 1, OK, 2, "").replicas(302, 2, Info, 0, "node 3 entries 5-9: corrupt"),
+			sum: func(t *testing.T, s Summary) {
+				if s.ReplicaEntries != 42 || s.ReplicaLogsUnchecked != 1 {
+					t.Errorf("replica entries %d (want 42), logs not compared %d (want 1)", s.ReplicaEntries, s.ReplicaLogsUnchecked)
+				}
+			},
+		},
+		{
+			name:  "divergent replicas",
+			hist:  new(h).replicas(300, 0, OK, 40, "").replicas(301, 1, Fail, 7, "nodes 1 and 3 differ at committed raft index 7"),
+			want:  map[Kind]int{DivergentReplicas: 1},
+			names: []string{"differ at committed raft index 7"},
 		},
 		{
 			name:  "failed but read",

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/chronik-go/chronik/internal/faultnet"
+	"github.com/chronik-go/chronik/internal/powerfs"
 )
 
 // BuildBinary builds cmd/chronik of the module that holds the working
@@ -54,7 +59,12 @@ type Node struct {
 	ID                   int
 	Dir                  string
 	Kafka, Raft, Metrics string
-	args                 []string
+	// Proxy is the node's Raft address as its peers know it: the fault
+	// proxy in front of Raft (empty for a standalone node).
+	Proxy string
+	// Power is the node's power-loss file system (nil unless PowerFS).
+	Power *powerfs.FS
+	args  []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -71,6 +81,21 @@ func (n *Node) Output() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return strings.Join(n.log, "\n")
+}
+
+// Pid is the process id of the running process (0 when none).
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-n.done:
+		return 0
+	default:
+		return n.cmd.Process.Pid
+	}
 }
 
 // Running reports whether the process is alive (stopped counts as alive).
@@ -93,7 +118,15 @@ func (n *Node) Running() bool {
 type Cluster struct {
 	bin   string
 	Nodes []*Node
-	logf  func(format string, args ...any)
+	// Net is the fault proxy on the node links (nil standalone): every
+	// node's peers reach its Raft listener through it. Clients reach every
+	// node directly: a partition cuts the node links only, so a client
+	// may still talk to an isolated leader, as a client on its side of
+	// the partition would (docs/DESIGN.md, fault injection).
+	Net    *faultnet.Net
+	mounts []string      // file systems to unmount at Close
+	powers []*powerfs.FS // power-loss file systems to unmount at Close
+	logf   func(format string, args ...any)
 }
 
 // ClusterConfig says what to start.
@@ -102,15 +135,46 @@ type ClusterConfig struct {
 	Dir    string // parent of the nodes' data directories
 	Nodes  int    // 1 = standalone (no peers), otherwise Raft peers
 	Extra  []string
-	Logf   func(format string, args ...any)
+	// DiskMB, when positive, puts each node's data directory on its own
+	// ext4 file system of this size (a loop device), so that a disk can
+	// really fill up (F10). Needs root.
+	DiskMB int
+	// PowerFS, when set, serves each node's data directory through a
+	// power-loss file system (internal/powerfs) over nodeN.backing, so a
+	// node can lose its unsynced writes (F8). Needs root and /dev/fuse.
+	PowerFS bool
+	Seed    uint64 // of the power-loss file systems' random choices
+	Logf    func(format string, args ...any)
 }
 
-// StartCluster starts every node and waits until each serves Kafka.
+// StartCluster starts every node and waits until each serves Kafka. A
+// port picked free can be taken by another process before the node binds
+// it; the cluster is then started again on new ports (three tries).
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	var err error
+	for range 3 {
+		var c *Cluster
+		if c, err = startCluster(ctx, cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+		if cfg.Logf != nil {
+			cfg.Logf("a port was taken before a node bound it; starting the cluster again on new ports")
+		}
+		for i := 1; i <= cfg.Nodes; i++ {
+			_ = os.RemoveAll(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i)))
+		}
+	}
+	return nil, err
+}
+
+func startCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Nodes < 1 {
 		return nil, errors.New("cluster needs at least one node")
 	}
 	c := &Cluster{bin: cfg.Binary, logf: cfg.Logf}
+	if cfg.Nodes > 1 {
+		c.Net = faultnet.New(faultnet.ProcIdentifier(c.pids), nil)
+	}
 	var peers []string
 	for i := 1; i <= cfg.Nodes; i++ {
 		nd := &Node{ID: i, Dir: filepath.Join(cfg.Dir, "node"+strconv.Itoa(i))}
@@ -122,10 +186,44 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			*p = a
 		}
 		if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
+			c.Close()
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
+		disk := nd.Dir
+		if cfg.PowerFS {
+			disk = nd.Dir + ".backing"
+		}
+		if cfg.DiskMB > 0 {
+			if err := mountExt4(nd.Dir+".img", disk, cfg.DiskMB); err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.mounts = append(c.mounts, disk)
+		}
+		if cfg.PowerFS {
+			if err := os.MkdirAll(disk, 0o755); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("backing dir: %w", err)
+			}
+			p, err := powerfs.Mount(disk, nd.Dir, cfg.Seed+uint64(i))
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			nd.Power = p
+			c.powers = append(c.powers, p)
+		}
 		c.Nodes = append(c.Nodes, nd)
-		peers = append(peers, nd.Kafka+":"+nd.Raft[strings.LastIndex(nd.Raft, ":")+1:])
+		peerRaft := nd.Raft
+		if c.Net != nil {
+			p, err := c.Net.Listen(nd.ID, nd.Raft)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			nd.Proxy, peerRaft = p, p
+		}
+		peers = append(peers, nd.Kafka+":"+peerRaft[strings.LastIndex(peerRaft, ":")+1:])
 	}
 	for _, nd := range c.Nodes {
 		nd.args = []string{"server", "--data-dir", nd.Dir, "--bind", nd.Kafka, "--advertise", nd.Kafka, "--metrics-bind", nd.Metrics}
@@ -155,9 +253,17 @@ func (c *Cluster) start(nd *Node) error {
 	if err != nil {
 		return fmt.Errorf("node %d: %w", nd.ID, err)
 	}
+	// Every life's whole log, beside the data directory, for the
+	// examination of a run (Output keeps only the last lines).
+	logf, err := os.OpenFile(nd.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("node %d log: %w", nd.ID, err)
+	}
 	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
 		return fmt.Errorf("start node %d: %w", nd.ID, err)
 	}
+	fmt.Fprintf(logf, "--- node %d started (pid %d)\n", nd.ID, cmd.Process.Pid)
 	done, up := make(chan struct{}), make(chan struct{})
 	nd.mu.Lock()
 	nd.cmd, nd.done, nd.up, nd.stopped = cmd, done, up, false
@@ -167,11 +273,13 @@ func (c *Cluster) start(nd *Node) error {
 	// exits; done tells Kill and Close that it has.
 	go func() {
 		defer close(done)
+		defer logf.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var once sync.Once
 		for sc.Scan() {
 			line := sc.Text()
+			_, _ = logf.WriteString(line + "\n")
 			nd.mu.Lock()
 			nd.log = append(nd.log, line)
 			if len(nd.log) > keepLines {
@@ -257,6 +365,17 @@ func (c *Cluster) signal(nd *Node, sig syscall.Signal, stopped bool) {
 	nd.stopped = stopped
 }
 
+// pids maps node ids to the pids of running nodes (for the proxy).
+func (c *Cluster) pids() map[int]int {
+	m := map[int]int{}
+	for _, nd := range c.Nodes {
+		if p := nd.Pid(); p != 0 {
+			m[nd.ID] = p
+		}
+	}
+	return m
+}
+
 // Restart starts a node that is not running again on its data directory.
 func (c *Cluster) Restart(ctx context.Context, nd *Node) error {
 	if err := c.start(nd); err != nil {
@@ -265,8 +384,31 @@ func (c *Cluster) Restart(ctx context.Context, nd *Node) error {
 	return c.waitUp(ctx, nd)
 }
 
-// Heal continues every paused node and restarts every dead one.
+// Launch starts a node again without waiting for it to serve (a node cut
+// off from its peers waits for a metadata quorum before it serves); WaitUp
+// waits for it.
+func (c *Cluster) Launch(nd *Node) error { return c.start(nd) }
+
+// WaitUp waits until a launched node serves Kafka.
+func (c *Cluster) WaitUp(ctx context.Context, nd *Node) error { return c.waitUp(ctx, nd) }
+
+// others returns every node but nd.
+func (c *Cluster) others(nd *Node) []*Node {
+	var out []*Node
+	for _, x := range c.Nodes {
+		if x != nd {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Heal removes every link fault, continues every paused node and restarts
+// every dead one.
 func (c *Cluster) Heal(ctx context.Context) error {
+	if c.Net != nil {
+		c.Net.Heal()
+	}
 	for _, nd := range c.Nodes {
 		nd.mu.Lock()
 		stopped := nd.stopped
@@ -275,49 +417,78 @@ func (c *Cluster) Heal(ctx context.Context) error {
 			c.Resume(nd)
 		}
 		if !nd.Running() {
-			if err := c.Restart(ctx, nd); err != nil {
+			if err := c.start(nd); err != nil {
 				return err
 			}
 		}
 	}
+	// Launched ones (here or by a fault) may still be starting.
+	for _, nd := range c.Nodes {
+		if err := c.waitUp(ctx, nd); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// WaitReady polls every node's /readyz until it answers 200: on a cluster
-// node that means a metadata leader and every local replica caught up.
+// WaitReady polls every node's /readyz until it answers 200 and names no
+// offline partition: on a cluster node that means a metadata leader and
+// every local replica open and caught up. (A node answers 200 while some
+// of its partitions are offline and retrying, e.g. after a full disk was
+// freed; a drain then would meet their KAFKA_STORAGE_ERROR.)
 func (c *Cluster) WaitReady(ctx context.Context) error {
-	// Its own transport, closed at the end, so no idle connection (and its
-	// goroutines) outlives the run.
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	for _, nd := range c.Nodes {
 		for {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Metrics+"/readyz", http.NoBody)
-			if err != nil {
-				return fmt.Errorf("readyz: %w", err)
-			}
-			resp, err := hc.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+			code, body, err := readyz(ctx, nd)
+			if err == nil && code == http.StatusOK {
+				var st struct {
+					Partitions struct {
+						Offline []string `json:"offline"`
+					} `json:"partitions"`
+				}
+				if json.Unmarshal([]byte(body), &st) == nil && len(st.Partitions.Offline) == 0 {
 					break
 				}
 			}
 			if err := sleep(ctx, 100*time.Millisecond); err != nil {
-				return fmt.Errorf("node %d not ready: %w", nd.ID, err)
+				return fmt.Errorf("node %d not ready (last /readyz %d %s): %w", nd.ID, code, strings.Join(strings.Fields(body), " "), err)
 			}
 		}
 	}
 	return nil
 }
 
-// Close kills every node.
+// Close kills every node and stops the proxy.
 func (c *Cluster) Close() {
 	for _, nd := range c.Nodes {
 		c.Kill(nd)
 	}
+	if c.Net != nil {
+		_ = c.Net.Close()
+	}
+	for _, p := range c.powers {
+		if err := p.Unmount(); err != nil && c.logf != nil {
+			c.logf("%v", err)
+		}
+	}
+	c.powers = nil
+	for _, m := range c.mounts {
+		unmount(m)
+	}
+	c.mounts = nil
+}
+
+// Stop stops every node cleanly (SIGTERM, at most 30 s each, then kill),
+// all at once, so that the last ones do not wait for a quorum that left.
+func (c *Cluster) Stop() error {
+	errs := make([]error, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, nd := range c.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = c.Term(nd) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Seeds are the Kafka addresses of every node.
@@ -365,6 +536,48 @@ func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (*N
 			return nil, fmt.Errorf("leader of %s-%d: %w", topic, partition, err)
 		}
 	}
+}
+
+// LeaderAmong asks each node of set for a partition's leader (each node's
+// own view, not a client's cached one) until one of them names a leader in
+// set, or wait passes (nil, nil).
+func (c *Cluster) LeaderAmong(ctx context.Context, topic string, partition int32, set []*Node, wait time.Duration) (*Node, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Seeds()...))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		for _, nd := range set {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			req := kmsg.NewPtrMetadataRequest()
+			t := kmsg.NewMetadataRequestTopic()
+			t.Topic = kmsg.StringPtr(topic)
+			req.Topics = append(req.Topics, t)
+			resp, err := req.RequestWith(qctx, cl.Broker(nd.ID))
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					if rp.Partition != partition || rp.ErrorCode != 0 {
+						continue
+					}
+					for _, x := range set {
+						if int32(x.ID) == rp.Leader {
+							return x, nil
+						}
+					}
+				}
+			}
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // sleep waits d or until ctx ends.

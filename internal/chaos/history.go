@@ -37,7 +37,18 @@ const (
 	ReadOp    F = "read"
 	Commit    F = "commit"
 	EndOffset F = "end-offset"
+	// Nemesis is the fault injector's own operation: invoke when a fault
+	// (or the heal, Fault "heal") starts, ok when it is in place. It is no
+	// client operation; the checker uses it for W4 windows and the report
+	// for the shaded fault windows.
+	Nemesis F = "nemesis"
+	// Replicas is a replica comparison after the run (W8): ok with the
+	// number of entries compared (Offset), fail for a divergence.
+	Replicas F = "replicas"
 )
+
+// NemesisProcess is the history process of the fault injector.
+const NemesisProcess = 0
 
 // Read is one record a read returned; it encodes as [offset, value].
 type Read struct {
@@ -81,6 +92,8 @@ type Event struct {
 	Session int    `json:"session,omitempty"`
 	Group   string `json:"group,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Fault names a nemesis operation's fault (a Fault, or "heal").
+	Fault string `json:"fault,omitempty"`
 }
 
 // Off returns a pointer to o, for Event.Offset.
@@ -93,7 +106,7 @@ func (e Event) validate() error {
 		return fmt.Errorf("unknown type %q", e.Type)
 	}
 	switch e.F {
-	case Produce, ReadOp, Commit, EndOffset:
+	case Produce, ReadOp, Commit, EndOffset, Nemesis, Replicas:
 	default:
 		return fmt.Errorf("unknown f %q", e.F)
 	}

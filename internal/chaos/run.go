@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,6 +49,11 @@ func (c *RunConfig) Validate() error {
 	case c.Binary == "" || c.Dir == "":
 		return errors.New("binary and dir are required")
 	}
+	for _, f := range c.Faults {
+		if f.networked() && c.Nodes < 3 {
+			return fmt.Errorf("fault %s needs the node links of three nodes", f)
+		}
+	}
 	return nil
 }
 
@@ -58,7 +64,8 @@ type Report struct {
 	Nodes    int      `json:"nodes"`
 	Duration string   `json:"duration"`
 	History  string   `json:"history"`
-	Log      []string `json:"log"` // the injections, with times
+	HTML     string   `json:"html"` // the report page (WriteReport)
+	Log      []string `json:"log"`  // the injections, with times
 	Replay   string   `json:"replay"`
 	Result   *Result  `json:"result"`
 }
@@ -127,7 +134,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		// run; a short lag time so a dead follower leaves the ISR quickly.
 		extra = append(extra, "--min-insync-replicas", "2", "--replica-lag-time-max-ms", "2000")
 	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, Logf: cfg.Logf})
+	disk := 0
+	if slices.Contains(cfg.Faults, DiskFull) {
+		disk = 256
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Dir: cfg.Dir, Nodes: cfg.Nodes, Extra: extra, DiskMB: disk,
+		PowerFS: slices.Contains(cfg.Faults, PowerLoss), Seed: cfg.Seed, Logf: cfg.Logf})
 	if err != nil {
 		return rep, err
 	}
@@ -144,6 +156,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if cfg.EndOffsets {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.pollEndOffsets(ctx, stop) }()
+	}
+	if slices.Contains(cfg.Faults, QuorumLoss) {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.probe(ctx, stop) }()
 	}
 	var runErr error
 	for _, s := range steps {
@@ -166,24 +182,85 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if runErr == nil {
 		runErr = r.drain(ctx)
 	}
+	if runErr == nil && cfg.Nodes > 1 {
+		runErr = r.compareReplicas(ctx)
+	}
 	r.mu.Lock()
 	rep.Log = append([]string(nil), r.log...)
 	r.mu.Unlock()
 	if err := r.hist.Flush(); err != nil {
 		return rep, err
 	}
+	// The history is checked and the page written even when the run could
+	// not be completed (a node that would not start again): what happened
+	// until then is evidence too. The error still says the run failed.
+	title := fmt.Sprintf("Chronik fault run: seed %d, %d nodes, %s", cfg.Seed, cfg.Nodes, FormatFaults(cfg.Faults))
+	if runErr != nil {
+		title += " (run not completed: " + runErr.Error() + ")"
+	}
+	if err := r.checkAndReport(f, rep, title); err != nil && runErr == nil {
+		runErr = err
+	}
 	if runErr != nil {
 		return rep, fmt.Errorf("chaos run (replay: %s): %w", rep.Replay, runErr)
 	}
+	return rep, nil
+}
+
+func (r *runner) checkAndReport(f *os.File, rep *Report, title string) error {
 	if _, err := f.Seek(0, 0); err != nil {
-		return rep, fmt.Errorf("history: %w", err)
+		return fmt.Errorf("history: %w", err)
 	}
 	events, err := ReadHistory(f)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Result = Check(events, Options{})
-	return rep, nil
+	page := filepath.Join(r.cfg.Dir, "report.html")
+	pf, err := os.Create(page)
+	if err != nil {
+		return fmt.Errorf("report page: %w", err)
+	}
+	err = WriteReport(pf, title, events, rep.Result, rep.Log)
+	if cerr := pf.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("report page: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	rep.HTML = page
+	return nil
+}
+
+// compareReplicas stops every node cleanly and compares the committed
+// logs of every replica (W8); the outcome goes into the history.
+func (r *runner) compareReplicas(ctx context.Context) error {
+	if err := r.cluster.Stop(); err != nil {
+		return fmt.Errorf("clean stop before the replica comparison: %w", err)
+	}
+	dirs := map[int]string{}
+	for _, nd := range r.cluster.Nodes {
+		dirs[nd.ID] = nd.Dir
+	}
+	evs, err := CompareReplicas(ctx, dirs)
+	if err != nil {
+		return err
+	}
+	compared, logs := int64(0), 0
+	for _, e := range evs {
+		if e.Type == OK {
+			compared += *e.Offset
+			logs++
+		}
+		if e.Type == Info {
+			r.logf("replica comparison of %s not done: %s", e.Value, e.Error)
+		}
+		if err := r.hist.Write(e); err != nil {
+			return err
+		}
+	}
+	r.logf("replicas compared: %d logs, %d committed entries held by two or more nodes", logs, compared)
+	return nil
 }
 
 func (r *runner) client(opts ...kgo.Opt) (*kgo.Client, error) {
@@ -258,7 +335,10 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 					return
 				default:
 				}
-				part := int32((p + i) % partitions)
+				// One partition per slot: a partition whose leader is
+				// stuck holds only its own slots, and the others go on
+				// showing whether the rest of the cluster serves.
+				part := int32(p % partitions)
 				v := fmt.Sprintf("p%d-%06d", p, i)
 				_ = r.hist.Write(Event{Process: p, Type: Invoke, F: Produce, Topic: r.topic, Partition: part, Value: v})
 				pctx, cancel := context.WithTimeout(ctx, r.cfg.DeliveryTimeout+10*time.Second)
@@ -284,6 +364,52 @@ func (r *runner) startProducers(ctx context.Context, stop <-chan struct{}, wg *s
 		errc <- nil
 	}()
 	return errc
+}
+
+// probe invokes an acks=all produce every 250 ms, each its own history
+// process (from 1000 up), without waiting for the earlier ones (W4): the
+// W1 producers keep one produce outstanding each and invoke nothing new
+// while a quorum is lost, and a client cannot take back a record already
+// sent, so only fresh invocations show whether anything invoked during a
+// quorum loss was acknowledged before the heal.
+func (r *runner) probe(ctx context.Context, stop <-chan struct{}) {
+	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordDeliveryTimeout(r.cfg.DeliveryTimeout), kgo.ProducerLinger(0))
+	if err != nil {
+		r.logf("probe: %v", err)
+		return
+	}
+	var out sync.WaitGroup
+	defer func() { cl.Close(); out.Wait() }() // Close fails what is still buffered
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		proc, part := 1000+i, int32(i%partitions)
+		v := fmt.Sprintf("q-%06d", i)
+		_ = r.hist.Write(Event{Process: proc, Type: Invoke, F: Produce, Topic: r.topic, Partition: part, Value: v})
+		out.Add(1)
+		// A record that waits in the client's buffer past this is given
+		// up (one already sent waits for its answer or the delivery timeout).
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cl.Produce(pctx, &kgo.Record{Topic: r.topic, Partition: part, Value: []byte(v)}, func(rec *kgo.Record, err error) {
+			defer out.Done()
+			cancel()
+			e := Event{Process: proc, F: Produce, Topic: r.topic, Partition: part, Value: v}
+			if err != nil {
+				e.Type, e.Error = Info, err.Error()
+			} else {
+				e.Type, e.Offset, e.Partition = OK, Off(rec.Offset), rec.Partition
+			}
+			_ = r.hist.Write(e)
+		})
+	}
 }
 
 // pollEndOffsets asks for every partition's end offset (the high
@@ -313,11 +439,15 @@ func (r *runner) pollEndOffsets(ctx context.Context, stop <-chan struct{}) {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ends, err := adm.ListEndOffsets(qctx, r.topic)
 		cancel()
+		// A shard error (one leader failed) leaves the other leaders'
+		// answers in ends: each partition is judged by its own.
+		var shards *kadm.ShardErrors
+		partial := errors.As(err, &shards)
 		for p := range int32(partitions) {
 			e := Event{Process: 100 + int(p), F: EndOffset, Topic: r.topic, Partition: p}
 			o, ok := ends.Lookup(r.topic, p)
 			switch {
-			case err != nil:
+			case err != nil && (!partial || !ok):
 				e.Type, e.Error = Info, err.Error()
 			case !ok:
 				e.Type, e.Error = Info, "no answer"

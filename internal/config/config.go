@@ -75,7 +75,13 @@ type Config struct {
 	RetentionMs      int64
 	RetentionBytes   int64
 	SegmentBytes     int64
-	SegmentMs        int64
+	// RetentionCheckMs is log.retention.check.interval.ms.
+	RetentionCheckMs int64
+	// MetadataSegmentBytes and MetadataSnapshotBytes size the metadata
+	// log's segments and the growth between its snapshots.
+	MetadataSegmentBytes  int64
+	MetadataSnapshotBytes int64
+	SegmentMs             int64
 	// ScrubBytesPerSecond bounds the background CRC check of sealed
 	// segments (0: no scrub).
 	ScrubBytesPerSecond   int64
@@ -158,7 +164,7 @@ func settings() []setting {
 				c.RaftAdvertise = a
 				return err
 			}},
-		{key: "broker.rack", flag: "broker-rack", env: []string{"CHRONIK_BROKER_RACK"}, def: "", usage: "rack of this broker (Kafka's broker.rack); kept, not yet reported to clients or used in replica placement",
+		{key: "broker.rack", flag: "broker-rack", env: []string{"CHRONIK_BROKER_RACK"}, def: "", usage: "rack of this broker (Kafka's broker.rack): reported in Metadata and DescribeCluster and used to spread replicas over racks",
 			set: func(c *Config, v string) error { c.Rack = v; return nil }},
 		{key: "default.replication.factor", flag: "default-replication-factor", env: []string{"CHRONIK_DEFAULT_REPLICATION_FACTOR", "CHRONIK_REPLICATION_FACTOR"}, def: "", usage: "replicas of new topics that do not name a count, 1..100, at most the number of peers (default 1; with peers 3, capped at the peer count)",
 			set: func(c *Config, v string) error {
@@ -233,6 +239,12 @@ func settings() []setting {
 			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionMs) }},
 		{key: "log.retention.bytes", flag: "retention-bytes", env: []string{"CHRONIK_RETENTION_BYTES"}, def: "-1", usage: "default retention.bytes of topic partitions (-1: no limit)",
 			set: func(c *Config, v string) error { return parseInt64(v, -1, 1<<62, &c.RetentionBytes) }},
+		{key: "log.retention.check.interval.ms", flag: "retention-check-interval-ms", env: []string{"CHRONIK_RETENTION_CHECK_INTERVAL_MS"}, def: "300000", usage: "how often retention deletes old segments",
+			set: func(c *Config, v string) error { return parseInt64(v, 100, 1<<40, &c.RetentionCheckMs) }},
+		{key: "metadata.log.segment.bytes", flag: "metadata-log-segment-bytes", env: []string{"CHRONIK_METADATA_LOG_SEGMENT_BYTES"}, def: "8MB", usage: "segment size of the metadata log: whole segments that a metadata snapshot covers are deleted (KB/MB/GB suffixes accepted)",
+			set: func(c *Config, v string) error { return parseSize(v, 4096, 1<<31-1, &c.MetadataSegmentBytes) }},
+		{key: "metadata.log.max.record.bytes.between.snapshots", flag: "metadata-snapshot-bytes", env: []string{"CHRONIK_METADATA_SNAPSHOT_BYTES"}, def: "20MB", usage: "save a snapshot of the metadata state (and delete the log it covers) once the metadata log grew this much since the last one, so start-up replays only the tail (KB/MB/GB suffixes accepted)",
+			set: func(c *Config, v string) error { return parseSize(v, 1, 1<<40, &c.MetadataSnapshotBytes) }},
 		{key: "log.segment.bytes", flag: "segment-bytes", env: []string{"CHRONIK_SEGMENT_BYTES", "CHRONIK_WAL_ROTATION_SIZE"}, def: "1073741824", usage: "default segment.bytes (KB/MB/GB suffixes accepted)",
 			set: func(c *Config, v string) error { return parseSize(v, 14, 1<<31-1, &c.SegmentBytes) }},
 		{key: "log.roll.ms", flag: "segment-ms", env: []string{"CHRONIK_SEGMENT_MS"}, def: "604800000", usage: "default segment.ms: roll a segment older than this",

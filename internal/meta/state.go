@@ -164,6 +164,7 @@ type State struct {
 	validate  Validator
 	validateB Validator
 	watchers  []func(*Command)
+	applied   uint64 // index of the last entry applied
 }
 
 // NewState returns an empty state that validates topic configs with
@@ -188,6 +189,7 @@ func (s *State) Apply(ents []*pb.Entry) error {
 	var applied []*Command
 	s.mu.Lock()
 	for _, e := range ents {
+		s.applied = max(s.applied, e.GetIndex())
 		if len(e.Data) == 0 {
 			continue
 		}

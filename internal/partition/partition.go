@@ -113,7 +113,35 @@ func New(o Options) (*Partition, error) {
 	if err := p.recoverProducers(); err != nil {
 		return nil, err
 	}
+	// A snapshot for a follower behind the log start carries the applied
+	// producer state (Raft's goroutine calls this, as it calls Apply).
+	p.Log.SetSnapshotData(func() ([]byte, error) { return encodeSnapshot(p.snapEndFor(), p.applied), nil })
 	return p, nil
+}
+
+// snapEndFor is the end offset the applied producer state covers.
+func (p *Partition) snapEndFor() int64 {
+	if p.Group != nil {
+		return p.Group.HighWatermark()
+	}
+	return p.Log.EndOffset()
+}
+
+// Restore takes over the leader's producer state from a snapshot that
+// replaced this replica's log (raftlog.Restorer). The state may cover
+// entries after the snapshot; applying them again is harmless.
+func (p *Partition) Restore(_ uint64, extra []byte) error {
+	prods := newProducers()
+	if len(extra) > 0 {
+		var err error
+		if _, prods, err = decodeSnapshot(extra); err != nil {
+			return fmt.Errorf("partition %s: snapshot: %w", p.name(), err)
+		}
+	}
+	p.applied = prods
+	p.live = prods.clone()
+	p.snapEnd = 0
+	return p.snapshot(p.Log.EndOffset())
 }
 
 // SetConfig replaces the live configuration.
@@ -308,6 +336,9 @@ func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(
 		records.Patch(data[1:], base, int32(term))
 		return raftlog.Assignment{Count: count, Undo: p.live.Update(&h, base)}
 	}, acks == 1)
+	if acks == -1 {
+		prop.MinCopies = p.Config().MinInsyncReplicas
+	}
 	if err := p.Group.Propose(ctx, prop); err != nil {
 		return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: mapErr(err)})
 	}
@@ -431,6 +462,8 @@ func mapErr(err error) error {
 		return ke
 	case errors.Is(err, raftlog.ErrNotLeader), errors.Is(err, raftlog.ErrStopped):
 		return kerr.NotLeaderForPartition
+	case errors.Is(err, raftlog.ErrTooFewCopies):
+		return kerr.NotEnoughReplicasAfterAppend
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return kerr.RequestTimedOut
 	case errors.Is(err, storage.ErrOffsetOutOfRange):

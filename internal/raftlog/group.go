@@ -12,6 +12,7 @@ package raftlog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,11 @@ import (
 // ErrNotLeader is returned for proposals to a node that is not the group's
 // leader, or that lost leadership before the proposal committed.
 var ErrNotLeader = errors.New("raftlog: not the leader")
+
+// ErrTooFewCopies answers a committed proposal whose MinCopies could not be
+// reached because the in-sync replicas shrank below it after the append
+// (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+var ErrTooFewCopies = errors.New("raftlog: fewer in-sync replicas than required after the append")
 
 // ErrStopped is returned once the group stopped.
 var ErrStopped = errors.New("raftlog: group stopped")
@@ -54,6 +60,14 @@ type StateMachine interface {
 	Apply(ents []*pb.Entry) error
 }
 
+// Restorer is a StateMachine that can take over a leader's state from a
+// snapshot (the owner's part of storage.SnapshotData) when this replica
+// was too far behind for the leader's log. Without it the state machine
+// starts from nothing at the snapshot.
+type Restorer interface {
+	Restore(index uint64, extra []byte) error
+}
+
 // Config configures a Group.
 type Config struct {
 	// GroupID identifies the group across nodes.
@@ -69,8 +83,10 @@ type Config struct {
 	Transport Transport
 	// SM receives committed entries (may be nil).
 	SM StateMachine
-	// ReplayAll re-applies the whole log at start, for state machines that
-	// keep their state only in memory (the metadata group).
+	// ReplayAll re-applies the whole log at start — after restoring the
+	// log's saved snapshot (storage.Options.Snapshots), if it has one — for
+	// state machines that keep their state only in memory (the metadata
+	// group, a Restorer).
 	ReplayAll bool
 	// OnLeader runs on the group's goroutine when this node becomes the
 	// leader, before it accepts proposals of the new term (the partition
@@ -117,6 +133,11 @@ type Proposal struct {
 	// proposer learns the outcome from its state machine (the metadata
 	// group matches commands by id). Not with Assign.
 	Forward bool
+	// MinCopies, when above a Raft quorum, holds a committed proposal
+	// until that many voters (the leader included) have it durably
+	// (Kafka's min.insync.replicas with acks=all, decision 14); it fails
+	// with ErrTooFewCopies when the in-sync replicas shrink below it first.
+	MinCopies int
 
 	done   chan struct{}
 	result Result
@@ -175,6 +196,12 @@ type Status struct {
 	HighWatermark int64
 	// ISR is the in-sync replicas, sorted (on the leader only).
 	ISR []uint64
+	// Serving is true on a leader once it applied the no-op entry of its
+	// term: only then does its high watermark cover everything any earlier
+	// leader committed (a new leader learns the last commit index by
+	// committing in its own term), so only then may it answer reads
+	// without showing a reader a high watermark below one it already saw.
+	Serving bool
 }
 
 // Group drives one Raft group. Run owns the RawNode; everything else talks
@@ -186,10 +213,13 @@ type Group struct {
 	inbox chan *pb.Message
 	// transferc asks the leader to hand leadership to a voter.
 	transferc chan uint64
-	tickc     chan struct{}
+	// readc carries ConfirmLeader requests to Run.
+	readc chan *readReq
+	tickc chan struct{}
 
 	hw      atomic.Int64
 	status  atomic.Pointer[Status]
+	lag     atomic.Pointer[[]PeerLag]
 	hwMu    sync.Mutex
 	hwWaitC chan struct{}
 
@@ -244,6 +274,7 @@ func NewGroup(cfg Config) (*Group, error) {
 		props:     make(chan *Proposal, proposalQueue),
 		inbox:     make(chan *pb.Message, inboxQueue),
 		transferc: make(chan uint64, 1),
+		readc:     make(chan *readReq, 64),
 		tickc:     make(chan struct{}, 1),
 		localc:    make(chan struct{}, 1),
 		hwWaitC:   make(chan struct{}),
@@ -316,6 +347,58 @@ func (g *Group) TransferLeadership(to uint64) {
 	}
 }
 
+// readReq is a ConfirmLeader call waiting in Run.
+type readReq struct {
+	id    uint64
+	index uint64 // the read index, once Raft confirmed it (0 before)
+	done  chan error
+}
+
+// ConfirmLeader returns once this node has confirmed, by a round of
+// heartbeats answered by a quorum (Raft's ReadIndex), that it was the
+// leader when it asked, and has applied everything committed by then: a
+// high watermark read afterwards is at least every offset any leader
+// acknowledged before the call. A leader cut off from the quorum (deposed
+// without knowing it yet) never confirms: the call returns ErrNotLeader
+// when it steps down, or the context's error.
+func (g *Group) ConfirmLeader(ctx context.Context) error {
+	r := &readReq{done: make(chan error, 1)}
+	select {
+	case g.readc <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.stopped:
+		return ErrStopped
+	}
+}
+
+// PeerLag is how many entries a voter's durable log is behind the
+// leader's (Raft's Match against the leader's own).
+type PeerLag struct {
+	Node    uint64
+	Entries uint64
+}
+
+// Lag returns, on a leader, each other voter's lag as last measured with
+// the in-sync replicas (every few ticks); nil on a follower.
+func (g *Group) Lag() []PeerLag {
+	if st := g.status.Load(); st == nil || !st.IsLeader {
+		return nil
+	}
+	if l := g.lag.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
 // HighWatermark returns the end offset of the last committed entry.
 func (g *Group) HighWatermark() int64 { return g.hw.Load() }
 
@@ -365,6 +448,16 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
+	// termStart is the index of the no-op entry this node appended when it
+	// became leader; it serves reads once it applied it (Status.Serving).
+	termStart uint64
+	// copiesq holds committed proposals awaiting MinCopies durable copies,
+	// by index.
+	copiesq []*Proposal
+	// reads are ConfirmLeader calls by id: waiting for Raft's read index,
+	// then for it to be applied.
+	reads  map[uint64]*readReq
+	readID uint64
 }
 
 // Run drives the group until ctx ends or storage fails. On return every
@@ -411,6 +504,8 @@ func (g *Group) Run(ctx context.Context) (err error) {
 			}
 		case p := <-g.props:
 			g.propose(s, p)
+		case r := <-g.readc:
+			g.startRead(s, r)
 		case to := <-g.transferc:
 			if s.leader && to != g.cfg.NodeID {
 				g.log.Info("transferring leadership", "to", to)
@@ -420,6 +515,12 @@ func (g *Group) Run(ctx context.Context) (err error) {
 		}
 		if err := g.takeLocal(s); err != nil {
 			return err
+		}
+		if len(s.copiesq) > 0 {
+			g.checkCopies(s)
+		}
+		if len(s.reads) > 0 {
+			g.finishReads(s)
 		}
 	}
 }
@@ -495,8 +596,22 @@ func (g *Group) start() (*runState, error) {
 	}
 	applied := min(l.Applied(), hs.GetCommit())
 	if g.cfg.ReplayAll {
+		// The state machine starts empty: from the saved snapshot, if the
+		// log keeps one, and the entries after it.
 		first, _ := l.FirstIndex()
 		applied = first - 1
+		if idx, data, ok := l.Saved(); ok {
+			r, isR := g.cfg.SM.(Restorer)
+			if !isR {
+				return nil, errors.New("raftlog: a saved snapshot needs a state machine that restores")
+			}
+			if err := r.Restore(idx, data); err != nil {
+				return nil, fmt.Errorf("raftlog: restore saved snapshot at %d: %w", idx, err)
+			}
+			applied = idx
+		} else if applied > 0 {
+			return nil, fmt.Errorf("raftlog: the log starts at index %d and no snapshot covers the entries before it", first)
+		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              g.cfg.NodeID,
@@ -589,9 +704,6 @@ func (g *Group) propose(s *runState, p *Proposal) {
 
 func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	rd := s.rn.Ready()
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
-	}
 	becameLeader := false
 	if rd.SoftState != nil {
 		wasLeader := s.leader
@@ -601,11 +713,19 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 		if wasLeader && !s.leader {
 			g.log.Info("lost leadership", "lead", rd.Lead)
 			g.failPending(s, ErrNotLeader)
+			g.failReads(s, ErrNotLeader)
 		}
 	}
 	if rd.HardState != nil {
 		s.term = rd.GetTerm()
 		s.commit = max(s.commit, rd.GetCommit())
+	}
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) == 8 {
+			if r, ok := s.reads[binary.BigEndian.Uint64(rs.RequestCtx)]; ok {
+				r.index = rs.Index
+			}
+		}
 	}
 	// Match our proposals to the indexes Raft gave them: as leader, the
 	// non-empty normal entries of our term are exactly our proposals, in
@@ -634,6 +754,9 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	for _, m := range rd.Messages {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
+			if err := g.installSnapshot(s, m.GetSnapshot()); err != nil {
+				return err
+			}
 			if err := g.storageAppend(ctx, m); err != nil {
 				return err
 			}
@@ -653,8 +776,26 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	}
 	if len(remote) > 0 {
 		g.cfg.Transport.Send(g.cfg.GroupID, remote)
+		// The transport gives no word of delivery: count a snapshot as
+		// delivered at once. The follower then probes from after it, and if
+		// the snapshot was lost its rejection leads to another one.
+		for _, m := range remote {
+			if m.GetType() == pb.MsgSnap {
+				s.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+			}
+		}
 	}
 	if becameLeader {
+		// Raft appends an empty entry when a node becomes leader; reads wait
+		// until it is applied (Status.Serving). Without it in this Ready
+		// (never expected) the leader serves at once, as before.
+		s.termStart = 0
+		for _, e := range rd.Entries {
+			if e.GetTerm() == s.term && len(e.Data) == 0 && e.GetType() == pb.EntryNormal {
+				s.termStart = e.GetIndex()
+				break
+			}
+		}
 		// A new leader gives every voter a full lag period to show it is
 		// caught up (Kafka's new leader starts from the ISR it was given).
 		s.caughtUp = map[uint64]uint64{}
@@ -676,12 +817,42 @@ func (g *Group) handleReady(ctx context.Context, s *runState) error {
 	return nil
 }
 
+// installSnapshot replaces the log with a leader's snapshot before the
+// entries that follow it are appended (a replica too far behind the
+// leader's log start), restores the state machine from it and moves the
+// applied index and high watermark there. It runs on Run's goroutine; the
+// append's responses, stepped once the entries after it are durable, tell
+// Raft the snapshot is stable and applied.
+func (g *Group) installSnapshot(s *runState, snap *pb.Snapshot) error {
+	if raft.IsEmptySnap(snap) {
+		return nil
+	}
+	md := snap.GetMetadata()
+	d, err := storage.DecodeSnapshotData(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raftlog: group %s: snapshot at %d: %w", g.cfg.Log.Name(), md.GetIndex(), err)
+	}
+	g.log.Info("installing a snapshot from the leader", "index", md.GetIndex(), "term", md.GetTerm(), "next_offset", d.NextOffset, "log_start", d.LogStart)
+	if err := g.cfg.Log.InstallSnapshot(md.GetIndex(), md.GetTerm(), md.GetConfState(), d); err != nil {
+		return fmt.Errorf("raftlog: group %s: install snapshot: %w", g.cfg.Log.Name(), err)
+	}
+	if r, ok := g.cfg.SM.(Restorer); ok {
+		if err := r.Restore(md.GetIndex(), d.Extra); err != nil {
+			return fmt.Errorf("raftlog: group %s: restore snapshot: %w", g.cfg.Log.Name(), err)
+		}
+	}
+	s.applied = md.GetIndex()
+	s.commit = max(s.commit, md.GetIndex())
+	g.cfg.Log.SetApplied(s.applied)
+	if g.cfg.Meta != nil {
+		g.setHW(d.NextOffset)
+	}
+	return nil
+}
+
 // storageAppend submits a MsgStorageAppend to the log; its completion is
 // queued for takeLocal.
 func (g *Group) storageAppend(ctx context.Context, m *pb.Message) error {
-	if !raft.IsEmptySnap(m.GetSnapshot()) {
-		return fmt.Errorf("raftlog: group %s: installing snapshots arrives with the cluster transport", g.cfg.Log.Name())
-	}
 	var hs *pb.HardState
 	if m.Term != nil {
 		hs = &pb.HardState{Term: m.Term, Vote: m.Vote, Commit: m.Commit}
@@ -755,6 +926,10 @@ func (g *Group) apply(ctx context.Context, s *runState, ents []*pb.Entry) error 
 		if p, ok := s.waiting[e.GetIndex()]; ok {
 			delete(s.waiting, e.GetIndex())
 			if e.GetTerm() == p.term {
+				if p.MinCopies > 1 && !p.Durable && !g.enoughCopies(s, p) {
+					s.copiesq = append(s.copiesq, p)
+					continue
+				}
 				p.finish(p.result)
 			} else {
 				p.finish(Result{Err: ErrNotLeader})
@@ -784,7 +959,8 @@ func (g *Group) applyConfChange(ctx context.Context, s *runState, e *pb.Entry) e
 }
 
 func (g *Group) publish(s *runState) {
-	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
+	st := &Status{Leader: s.lead, Term: s.term, IsLeader: s.leader, Serving: s.leader && s.applied >= s.termStart,
+		Commit: s.commit, Applied: s.applied, HighWatermark: g.hw.Load()}
 	if s.leader {
 		st.ISR = s.isr
 	}
@@ -806,9 +982,19 @@ func (g *Group) trackISR(s *runState) bool {
 		}
 	})
 	isr := s.isrScratch[:0]
+	lagChanged := false
+	prevLag := g.lag.Load()
+	n := 0
 	s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
 		if typ == raft.ProgressTypeLearner {
 			return
+		}
+		if id != g.cfg.NodeID {
+			lag := selfMatch - min(pr.Match, selfMatch)
+			if prevLag == nil || n >= len(*prevLag) || (*prevLag)[n] != (PeerLag{id, lag}) {
+				lagChanged = true
+			}
+			n++
 		}
 		if id == g.cfg.NodeID || pr.Match >= selfMatch {
 			s.caughtUp[id] = s.ticks
@@ -817,6 +1003,17 @@ func (g *Group) trackISR(s *runState) bool {
 			isr = append(isr, id)
 		}
 	})
+	if lagChanged || prevLag != nil && n != len(*prevLag) {
+		// A new slice only when a lag changed: an idle group allocates
+		// nothing. Progress is visited in id order.
+		lags := make([]PeerLag, 0, n)
+		s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+			if typ != raft.ProgressTypeLearner && id != g.cfg.NodeID {
+				lags = append(lags, PeerLag{id, selfMatch - min(pr.Match, selfMatch)})
+			}
+		})
+		g.lag.Store(&lags)
+	}
 	slices.Sort(isr)
 	s.isrScratch = isr
 	if slices.Equal(isr, s.isr) {
@@ -834,6 +1031,41 @@ func (g *Group) trackISR(s *runState) bool {
 	return true
 }
 
+// startRead asks Raft for a read index (Run's goroutine).
+func (g *Group) startRead(s *runState, r *readReq) {
+	if !s.leader {
+		r.done <- ErrNotLeader
+		return
+	}
+	if s.reads == nil {
+		s.reads = map[uint64]*readReq{}
+	}
+	s.readID++
+	r.id = s.readID
+	s.reads[r.id] = r
+	var ctx [8]byte
+	binary.BigEndian.PutUint64(ctx[:], r.id)
+	s.rn.ReadIndex(ctx[:])
+}
+
+// finishReads answers the reads whose index is confirmed and applied.
+func (g *Group) finishReads(s *runState) {
+	for id, r := range s.reads {
+		if r.index > 0 && s.applied >= r.index {
+			r.done <- nil
+			delete(s.reads, id)
+		}
+	}
+}
+
+// failReads answers every waiting read with err.
+func (g *Group) failReads(s *runState, err error) {
+	for id, r := range s.reads {
+		r.done <- err
+		delete(s.reads, id)
+	}
+}
+
 // failPending answers every proposal Raft has seen but not committed.
 func (g *Group) failPending(s *runState, err error) {
 	if err == nil {
@@ -848,7 +1080,42 @@ func (g *Group) failPending(s *runState, err error) {
 		delete(s.waiting, k)
 	}
 	s.durableq = s.durableq[:0]
+	for _, p := range s.copiesq {
+		p.finish(Result{Err: err})
+	}
+	s.copiesq = nil
 	s.next = -1
+}
+
+// enoughCopies reports whether MinCopies voters, the leader included, have
+// p's entry durably (Raft's Match). Run's goroutine only.
+func (g *Group) enoughCopies(s *runState, p *Proposal) bool {
+	n := 0
+	s.rn.WithProgress(func(_ uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if typ != raft.ProgressTypeLearner && pr.Match >= p.index {
+			n++
+		}
+	})
+	return n >= p.MinCopies
+}
+
+// checkCopies answers the committed proposals that waited for MinCopies
+// durable copies: once they have them, or with ErrTooFewCopies once the
+// in-sync replicas are fewer than they need. Run's goroutine only.
+func (g *Group) checkCopies(s *runState) {
+	for len(s.copiesq) > 0 {
+		p := s.copiesq[0]
+		switch {
+		case g.enoughCopies(s, p):
+			p.finish(p.result)
+		case len(s.isr) < p.MinCopies:
+			p.finish(Result{Err: ErrTooFewCopies})
+		default:
+			return
+		}
+		s.copiesq[0] = nil
+		s.copiesq = s.copiesq[1:]
+	}
 }
 
 // failQueued answers proposals still in the queue after Run stopped.

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -64,6 +65,10 @@ type node struct {
 	wg     sync.WaitGroup
 }
 
+// Election timeout and replica lag of test groups, in 5 ms ticks; a test
+// whose steps must not be disturbed by a loaded machine raises them.
+var testElectionTicks, testLagTicks = 10, 20
+
 func startNode(t *testing.T, id uint64, dir string, voters []uint64, tr Transport, host *Host) *node {
 	t.Helper()
 	return startNodeWith(t, id, dir, voters, tr, host, meta)
@@ -87,8 +92,8 @@ func startNodeWith(t *testing.T, id uint64, dir string, voters []uint64, tr Tran
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: 10, HeartbeatTicks: 1,
-		ForwardProposals: mf == nil, ReplicaLagTicks: 20})
+	n.g, err = NewGroup(Config{GroupID: 7, NodeID: id, Voters: voters, Log: n.log, Meta: mf, Transport: tr, Logger: quiet(), ElectionTicks: testElectionTicks, HeartbeatTicks: 1,
+		ForwardProposals: mf == nil, ReplicaLagTicks: testLagTicks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,21 +348,8 @@ func TestThreeVotersReplicateAndFailOver(t *testing.T) {
 // leader through Raft (MsgProp) and commits on every voter, which is how
 // any node writes to the metadata group.
 func TestFollowerForwardsProposal(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, nil)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	_, _, nodes := startThreeWith(t, nil)
+	defer stopAll(t, nodes)
 	var follower *node
 	waitFor(t, "a leader and a follower that knows it", func() bool {
 		for _, n := range nodes {
@@ -406,21 +398,8 @@ func TestFollowerForwardsProposal(t *testing.T) {
 // TestISRShrinksAndExpands: a follower cut off leaves the leader's in-sync
 // replicas after the lag period and comes back once it has caught up.
 func TestISRShrinksAndExpands(t *testing.T) {
-	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
-	voters := []uint64{1, 2, 3}
-	nodes := map[uint64]*node{}
-	for _, id := range voters {
-		h := NewHost(5 * time.Millisecond)
-		net.mu.Lock()
-		net.hosts[id] = h
-		net.mu.Unlock()
-		nodes[id] = startNode(t, id, t.TempDir(), voters, net, h)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.stop(t)
-		}
-	}()
+	net, voters, nodes := startThree(t)
+	defer stopAll(t, nodes)
 	var l *node
 	isr := func() []uint64 { return l.g.Status().ISR }
 	waitFor(t, "a leader with three in-sync replicas", func() bool {
@@ -432,13 +411,7 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		}
 		return false
 	})
-	var f *node
-	for _, n := range nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := another(nodes, l)
 	net.setDown(f.id, true)
 	// Appends the follower cannot acknowledge.
 	for range 5 {
@@ -449,6 +422,25 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	}
 	want := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == f.id })
 	waitFor(t, "the cut-off follower to leave the in-sync replicas", func() bool { return slices.Equal(isr(), want) })
+	// The leader measures how far behind it is; the other follower is not.
+	lagOf := func(id uint64) uint64 {
+		for _, pl := range l.g.Lag() {
+			if pl.Node == id {
+				return pl.Entries
+			}
+		}
+		return 1 << 63
+	}
+	var o *node // the follower still connected
+	for _, n := range nodes {
+		if n != l && n != f {
+			o = n
+		}
+	}
+	waitFor(t, "the leader's lag of each follower", func() bool { return lagOf(f.id) >= 5 && lagOf(o.id) == 0 })
+	if lg := f.g.Lag(); lg != nil {
+		t.Fatalf("a follower reports lag: %v", lg)
+	}
 	if l.g.Status().IsLeader != true {
 		t.Fatal("leadership moved while a follower was cut off")
 	}
@@ -457,4 +449,323 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	if st := f.g.Status(); st.ISR != nil {
 		t.Fatalf("a follower reports an ISR: %v", st.ISR)
 	}
+}
+
+// A new leader learns the last commit index only by committing in its own
+// term: until it applied its no-op it may hold a high watermark below the
+// one its predecessor published, and must not serve reads
+// (Status.Serving). Cut the leader off right after a commit, before the
+// followers heard of it, and watch the successor.
+func TestNewLeaderServesOnlyOnceCaughtUpToPredecessor(t *testing.T) {
+	for round := range 3 {
+		net, _, nodes := startThree(t)
+		leader := func(except *node) *node {
+			for _, n := range nodes {
+				if n != except && n.g.Status().IsLeader {
+					return n
+				}
+			}
+			return nil
+		}
+		var l1 *node
+		waitFor(t, "a leader", func() bool { l1 = leader(nil); return l1 != nil })
+		for i := 0; i < 20; {
+			d := payload(1, 16)
+			_, err := l1.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			switch {
+			case errors.Is(err, ErrNotLeader): // an election on a loaded machine
+				waitFor(t, "a leader", func() bool { l1 = leader(nil); return l1 != nil })
+				continue
+			case err != nil:
+				t.Fatalf("round %d: propose: %v", round, err)
+			}
+			i++
+		}
+		published := l1.g.HighWatermark()
+		net.setDown(l1.id, true)
+		var l2 *node
+		sawBehind := false
+		waitFor(t, "the successor serving", func() bool {
+			l2 = leader(l1)
+			if l2 == nil {
+				return false
+			}
+			st := l2.g.Status()
+			if st.IsLeader && !st.Serving && st.HighWatermark < published {
+				sawBehind = true
+			}
+			if st.Serving && st.HighWatermark < published {
+				t.Fatalf("round %d: node %d serves as leader with high watermark %d below its predecessor's %d",
+					round, l2.id, st.HighWatermark, published)
+			}
+			return st.Serving
+		})
+		t.Logf("round %d: predecessor published %d, successor %d serves at %d (seen behind before serving: %v)",
+			round, published, l2.id, l2.g.HighWatermark(), sawBehind)
+		for _, n := range nodes {
+			n.stop(t)
+		}
+	}
+}
+
+// MinCopies above the quorum (min.insync.replicas = 3 of 3): a commit by
+// two voters is not enough to answer; the proposal completes once the
+// third has it, and fails with ErrTooFewCopies when the third leaves the
+// in-sync replicas instead.
+func TestMinCopiesAboveQuorum(t *testing.T) {
+	// Each step assumes no election and a connected follower in sync:
+	// 0.5 s election timeout and 1 s replica lag, so a loaded machine
+	// (-race, other packages) does not change leader or ISR by accident.
+	testElectionTicks, testLagTicks = 100, 200
+	defer func() { testElectionTicks, testLagTicks = 10, 20 }()
+	net, voters, nodes := startThree(t)
+	defer stopAll(t, nodes)
+	var l *node
+	waitFor(t, "a leader with three in-sync replicas", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader {
+				l = n
+				return slices.Equal(st.ISR, voters)
+			}
+		}
+		return false
+	})
+	propose := func() *Proposal {
+		d := payload(1, 16)
+		p := NewProposal(d, assign(d), false)
+		p.MinCopies = 3
+		if err := l.g.Propose(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// All three voters up: answered with the third copy.
+	p := propose()
+	<-p.Done()
+	if r := p.Result(); r.Err != nil {
+		t.Fatalf("three voters up: %v", r.Err)
+	}
+	f := another(nodes, l)
+	// One follower cut off: the entry commits with two copies but stays
+	// unanswered while the follower is still counted in sync...
+	net.setDown(f.id, true)
+	p = propose()
+	waitFor(t, "the entry committed on the leader", func() bool { return l.g.HighWatermark() >= 2 })
+	select {
+	case <-p.Done():
+		if st := l.g.Status(); len(st.ISR) == 3 {
+			t.Fatalf("answered with two of three copies while the ISR was %v: %+v", st.ISR, p.Result())
+		}
+	default:
+	}
+	// ...and fails once the follower left the in-sync replicas.
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer after the follower left the in-sync replicas")
+	}
+	if r := p.Result(); !errors.Is(r.Err, ErrTooFewCopies) {
+		t.Fatalf("with two of three copies: %+v, want ErrTooFewCopies", r)
+	}
+	if st := l.g.Status(); len(st.ISR) != 2 {
+		t.Fatalf("ISR %v after the failure, want two replicas", st.ISR)
+	}
+	// Back: the follower catches up, rejoins, and a new proposal completes.
+	net.setDown(f.id, false)
+	waitFor(t, "the follower back in sync", func() bool { return len(l.g.Status().ISR) == 3 })
+	p = propose()
+	<-p.Done()
+	if r := p.Result(); r.Err != nil {
+		t.Fatalf("after the follower rejoined: %v", r.Err)
+	}
+}
+
+// startThree starts three voters of one group on an in-memory network.
+func startThree(t *testing.T) (*memNet, []uint64, map[uint64]*node) {
+	t.Helper()
+	return startThreeWith(t, meta)
+}
+
+// startThreeWith is startThree with the log's MetaFunc (nil: entries carry
+// no Kafka offsets).
+func startThreeWith(t *testing.T, mf storage.MetaFunc) (*memNet, []uint64, map[uint64]*node) {
+	t.Helper()
+	net := &memNet{hosts: map[uint64]*Host{}, down: map[uint64]bool{}}
+	voters := []uint64{1, 2, 3}
+	nodes := map[uint64]*node{}
+	for _, id := range voters {
+		h := NewHost(5 * time.Millisecond)
+		net.mu.Lock()
+		net.hosts[id] = h
+		net.mu.Unlock()
+		nodes[id] = startNodeWith(t, id, t.TempDir(), voters, net, h, mf)
+	}
+	return net, voters, nodes
+}
+
+func stopAll(t *testing.T, nodes map[uint64]*node) {
+	t.Helper()
+	for _, n := range nodes {
+		n.stop(t)
+	}
+}
+
+// A follower away while the others' retention deleted the entries it
+// needs gets the leader's snapshot: its log is replaced by one that
+// continues at the leader's log start, with the same Kafka offsets, and it
+// can lead afterwards.
+func TestFollowerBehindLogStartInstallsSnapshot(t *testing.T) {
+	net, _, nodes := startThree(t)
+	defer stopAll(t, nodes)
+	var l *node
+	waitFor(t, "a leader", func() bool {
+		for _, n := range nodes {
+			if n.g.Status().IsLeader {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	f := another(nodes, l)
+	// propose writes k entries through on, or whoever leads instead if an
+	// election on a loaded machine moved leadership.
+	propose := func(on *node, k int) {
+		for i := 0; i < k; {
+			d := payload(2, 512)
+			_, err := on.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false))
+			switch {
+			case errors.Is(err, ErrNotLeader):
+				waitFor(t, "a leader", func() bool {
+					for _, n := range nodes {
+						if n.g.Status().IsLeader {
+							on = n
+							return true
+						}
+					}
+					return false
+				})
+				continue
+			case err != nil:
+				t.Fatalf("propose on %d: %v", on.id, err)
+			}
+			i++
+		}
+	}
+	propose(l, 10)
+	waitFor(t, "the follower caught up", func() bool { return f.g.HighWatermark() == l.g.HighWatermark() })
+	net.setDown(f.id, true)
+	fLast, _ := f.log.LastIndex()
+	propose(l, 300) // ~330 KiB: about ten 32 KiB segments
+	for _, n := range nodes {
+		if n == f {
+			continue
+		}
+		waitFor(t, "everything applied", func() bool { return n.g.HighWatermark() == l.g.HighWatermark() })
+		if err := n.log.Reconfigure(storage.Options{RetentionBytes: 64 << 10}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.log.EnforceRetention(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, _ := l.log.FirstIndex()
+	if first <= fLast+1 {
+		t.Fatalf("retention left the leader's log at index %d; the follower has up to %d, so no snapshot is needed", first, fLast)
+	}
+	start := l.log.LogStartOffset()
+	net.setDown(f.id, false)
+	waitFor(t, "the follower installed the snapshot and caught up", func() bool { return f.g.HighWatermark() == l.g.HighWatermark() })
+	if got, _ := f.log.FirstIndex(); got < first {
+		t.Fatalf("follower's first index %d, leader's %d", got, first)
+	}
+	if f.log.LogStartOffset() < start || f.log.EndOffset() != l.log.EndOffset() {
+		t.Fatalf("follower log [%d, %d), leader [%d, %d)", f.log.LogStartOffset(), f.log.EndOffset(), start, l.log.EndOffset())
+	}
+	// The records after the snapshot are the leader's, offset for offset.
+	fb, err := f.log.ReadRecords(f.log.LogStartOffset(), 1<<20, f.log.EndOffset())
+	if err != nil || len(fb) == 0 {
+		t.Fatalf("follower reads: %d batches, %v", len(fb), err)
+	}
+	lb, err := l.log.ReadRecords(fb[0].BaseOffset, 1<<20, l.log.EndOffset())
+	if err != nil || len(lb) < len(fb) {
+		t.Fatalf("leader reads: %d batches, %v", len(lb), err)
+	}
+	for i := range fb {
+		if fb[i].BaseOffset != lb[i].BaseOffset || !bytes.Equal(fb[i].Data, lb[i].Data) {
+			t.Fatalf("batch %d differs: follower at %d, leader at %d", i, fb[i].BaseOffset, lb[i].BaseOffset)
+		}
+	}
+	// It can lead: offsets continue where the log ends.
+	end := l.g.HighWatermark()
+	l.g.TransferLeadership(f.id)
+	waitFor(t, "the installed follower leads", func() bool { return f.g.Status().Serving })
+	propose(f, 5)
+	if hw := f.g.HighWatermark(); hw != end+10 {
+		t.Fatalf("high watermark %d after 5 two-record proposals on the new leader, want %d", hw, end+10)
+	}
+}
+
+// another returns a node other than n.
+func another(nodes map[uint64]*node, n *node) *node {
+	for _, o := range nodes {
+		if o != n {
+			return o
+		}
+	}
+	return nil
+}
+
+// ConfirmLeader succeeds on a leader a quorum answers, fails at once on a
+// follower, and never succeeds on a leader cut off from the others (it
+// fails once CheckQuorum makes it step down): so a deposed leader does
+// not answer reads from its own stale state.
+func TestConfirmLeader(t *testing.T) {
+	net, _, nodes := startThree(t)
+	defer stopAll(t, nodes)
+	var l *node
+	l = servingLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		d := payload(3, 16)
+		_, err := l.g.ProposeWait(ctx, NewProposal(d, assign(d), false))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) {
+			t.Fatal(err)
+		}
+		// An election on a loaded machine: follow the new leader.
+		l = servingLeader(t, nodes)
+	}
+	if err := l.g.ConfirmLeader(ctx); err != nil {
+		t.Fatalf("the leader could not confirm its leadership: %v", err)
+	}
+	if hw := l.g.HighWatermark(); hw < 3 {
+		t.Fatalf("high watermark %d after a confirmed read, want >= 3", hw)
+	}
+	if err := another(nodes, l).g.ConfirmLeader(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a follower confirmed leadership: %v", err)
+	}
+	net.setDown(l.id, true)
+	if err := l.g.ConfirmLeader(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a leader cut off from the quorum: %v, want ErrNotLeader", err)
+	}
+}
+
+// servingLeader waits for a leader that serves and returns it.
+func servingLeader(t *testing.T, nodes map[uint64]*node) *node {
+	t.Helper()
+	var l *node
+	waitFor(t, "a leader that serves", func() bool {
+		for _, n := range nodes {
+			if st := n.g.Status(); st.IsLeader && st.Serving {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
 }

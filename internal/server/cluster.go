@@ -207,17 +207,30 @@ func (s *Server) moveLeadershipAway(ctx context.Context) {
 // seconds, each partition this node leads but does not prefer is handed
 // over.
 func (s *Server) balanceLeaders(ctx context.Context) error {
-	d := time.Duration(s.cfg.LeaderImbalanceCheckSeconds) * time.Second
-	if d <= 0 {
-		d = 300 * time.Second
+	held := map[string]*handback{}
+	return every(ctx, s.balanceInterval(), func() { s.preferLeaders(nil, held) })
+}
+
+// balanceInterval is leader.imbalance.check.interval.seconds.
+func (s *Server) balanceInterval() time.Duration {
+	if d := time.Duration(s.cfg.LeaderImbalanceCheckSeconds) * time.Second; d > 0 {
+		return d
 	}
-	return every(ctx, d, func() { s.preferLeaders(nil) })
+	return 300 * time.Second
 }
 
 // preferLeaders hands each partition this node leads (of only, when not
 // nil) to its preferred replica if that one is in sync, and returns how
 // many it handed over.
-func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
+//
+// With held (the balancer), a partition handed back is not handed back
+// again until a wait that doubles (from one check interval to ten minutes)
+// each time it had to be: a preferred replica that cannot keep leadership
+// (its appends fail, say, on a full disk) loses it within an election
+// timeout, and handing it back every interval would keep the partition
+// leaderless most of the time. A partition whose preferred replica leads
+// when the balancer looks is forgotten.
+func (s *Server) preferLeaders(only func(topic string, index int32) bool, held map[string]*handback) int {
 	type cand struct {
 		p    *partition.Partition
 		pref int32
@@ -234,7 +247,23 @@ func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
 		}
 		pref := t.Partitions[p.Index].Replicas[0]
 		st := p.Group.Status()
+		key := p.Topic + "\x00" + strconv.Itoa(int(p.Index))
+		if held != nil && st.Leader == uint64(pref) {
+			delete(held, key)
+		}
 		if st.IsLeader && pref != s.cfg.NodeID && slices.Contains(st.ISR, uint64(pref)) {
+			if held != nil {
+				h := held[key]
+				if h == nil {
+					h = &handback{}
+					held[key] = h
+				}
+				if time.Now().Before(h.next) {
+					continue
+				}
+				h.wait = min(max(2*h.wait, s.balanceInterval()), 10*time.Minute)
+				h.next = time.Now().Add(h.wait)
+			}
 			moves = append(moves, cand{p, pref})
 		}
 	}
@@ -244,6 +273,46 @@ func (s *Server) preferLeaders(only func(topic string, index int32) bool) int {
 		m.p.Group.TransferLeadership(uint64(m.pref))
 	}
 	return len(moves)
+}
+
+// handback is the balancer's wait before handing a partition back to its
+// preferred replica again.
+type handback struct {
+	wait time.Duration
+	next time.Time
+}
+
+// electPreferredFor bounds how long a leader keeps trying to carry out an
+// ElectLeaders (preferred) request.
+const electPreferredFor = 30 * time.Second
+
+// electPreferred carries out an ElectLeaders (preferred) request where this
+// node leads the partition. One attempt is not enough: Raft aborts a
+// leadership transfer whose transferee did not catch up within an election
+// timeout, and the leader's ISR may not yet list a replica that has just
+// caught up. So it retries every second while this node still leads, the
+// preferred replica is another node, and the time is not up.
+func (s *Server) electPreferred(topic string, index int32) {
+	ctx := s.groups.Context()
+	only := func(t string, i int32) bool { return t == topic && i == index }
+	deadline := time.Now().Add(electPreferredFor)
+	for {
+		p, ok := s.Partition(topic, index)
+		t, known := s.meta.Topic(topic)
+		if !ok || !known || int(index) >= len(t.Partitions) || len(t.Partitions[index].Replicas) == 0 ||
+			t.Partitions[index].Replicas[0] == s.cfg.NodeID || !p.Group.Status().IsLeader {
+			return
+		}
+		s.preferLeaders(only, nil)
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // clusterNotReady says why a serving cluster node is not ready yet: the

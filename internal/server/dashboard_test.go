@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -17,62 +16,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/chronik-go/chronik/internal/dashcheck"
 )
-
-// dashboardExprs returns every PromQL expression of the Grafana dashboard
-// (panel targets and template variable queries), by panel title.
-func dashboardExprs(t *testing.T) map[string][]string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "chronik.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-		Templating struct {
-			List []struct {
-				Name  string `json:"name"`
-				Query string `json:"query"`
-			} `json:"list"`
-		} `json:"templating"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("dashboard JSON: %v", err)
-	}
-	out := map[string][]string{}
-	for _, p := range d.Panels {
-		if p.Type == "row" {
-			continue
-		}
-		if len(p.Targets) == 0 {
-			t.Errorf("panel %q has no query", p.Title)
-		}
-		for _, tg := range p.Targets {
-			out[p.Title] = append(out[p.Title], tg.Expr)
-		}
-	}
-	for _, v := range d.Templating.List {
-		// label_values(metric, label) is Grafana's, not PromQL: check the
-		// metric as a selector.
-		if q, ok := strings.CutPrefix(v.Query, "label_values("); ok {
-			metric, _, _ := strings.Cut(q, ",")
-			out["variable "+v.Name] = append(out["variable "+v.Name], strings.TrimSpace(metric))
-		}
-	}
-	return out
-}
-
-// grafanaVars replaces Grafana's macros by values PromQL accepts.
-var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "$__range", "1h", "$__interval", "30s", "$instance", ".*")
 
 // TestDashboardQueriesNameRealMetrics parses every expression of the
 // dashboard with Prometheus's own PromQL parser and checks each metric it
@@ -110,80 +57,30 @@ func TestDashboardQueriesNameRealMetrics(t *testing.T) {
 	}
 	defer grp.Close()
 
-	// What the broker exposes: sample names and each family's labels.
-	families := gather(t, s.MetricsAddr().String())
-	exposed := map[string]map[string]bool{} // sample name → label names
-	for name, f := range families {
-		names := []string{name}
-		if f.GetType().String() == "HISTOGRAM" {
-			names = []string{name + "_bucket", name + "_sum", name + "_count"}
-		}
-		for _, n := range names {
-			ls := map[string]bool{}
-			for _, m := range f.Metric {
-				for _, l := range m.Label {
-					ls[l.GetName()] = true
-				}
-			}
-			if strings.HasSuffix(n, "_bucket") {
-				ls["le"] = true
-			}
-			exposed[n] = ls
+	// Every panel but those only a cluster fills (tests/cluster checks
+	// them against a cluster node).
+	all, err := dashcheck.Load(filepath.Join("..", "..", "deploy", "grafana", "chronik.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var panels []dashcheck.Panel
+	for _, p := range all {
+		if !dashcheck.ClusterRow(p.Row) {
+			panels = append(panels, p)
 		}
 	}
-
-	exprs := dashboardExprs(t)
-	if len(exprs) < 10 {
-		t.Fatalf("only %d panels with queries", len(exprs))
+	if len(panels) < 10 {
+		t.Fatalf("only %d panels with queries", len(panels))
 	}
-	checked := 0
-	for title, list := range exprs {
-		for _, e := range list {
-			expr, err := parser.NewParser(parser.Options{}).ParseExpr(grafanaVars.Replace(e))
-			if err != nil {
-				t.Errorf("panel %q: %q does not parse: %v", title, e, err)
-				continue
-			}
-			parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
-				vs, ok := node.(*parser.VectorSelector)
-				if !ok {
-					return nil
-				}
-				name := vs.Name
-				for _, m := range vs.LabelMatchers {
-					if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-						name = m.Value
-					}
-				}
-				ls, ok := exposed[name]
-				if !ok {
-					t.Errorf("panel %q queries %s, which the broker does not export", title, name)
-					return nil
-				}
-				checked++
-				for _, m := range vs.LabelMatchers {
-					// instance and job are added by Prometheus when it scrapes.
-					if m.Name == model.MetricNameLabel || m.Name == "instance" || m.Name == "job" {
-						continue
-					}
-					if !ls[m.Name] {
-						t.Errorf("panel %q filters %s on label %q, which it does not have (labels: %v)", title, name, m.Name, keys(ls))
-					}
-				}
-				return nil
-			})
-		}
+	exposed, err := dashcheck.Exposed(s.MetricsAddr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d panels, %d metric references checked against /metrics", len(exprs), checked)
-}
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
+	problems, checked := dashcheck.Check(panels, exposed)
+	for _, p := range problems {
+		t.Error(p)
 	}
-	slices.Sort(out)
-	return out
+	t.Logf("%d panels, %d metric references checked against /metrics", len(panels), checked)
 }
 
 // gather reads /metrics into metric families.

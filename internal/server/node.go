@@ -76,7 +76,8 @@ func (s *Server) InSync(topic string, index int32) ([]int32, bool) {
 // hosts reports whether this node holds a replica of p.
 func (s *Server) hosts(p meta.Partition) bool { return slices.Contains(p.Replicas, s.cfg.NodeID) }
 
-// WaitTopic waits until every local partition of topic serves with a leader.
+// WaitTopic waits until every local partition of topic serves with a leader
+// (and, where this node leads it, answers reads).
 func (s *Server) WaitTopic(ctx context.Context, topic string) error {
 	for {
 		t, ok := s.meta.Topic(topic)
@@ -91,6 +92,13 @@ func (s *Server) WaitTopic(ctx context.Context, topic string) error {
 			if leader, _ := s.Leader(topic, p.Index); leader < 0 {
 				ready = false
 				break
+			}
+			// A local leader also answers reads (raftlog.Status.Serving).
+			if lp, ok := s.Partition(topic, p.Index); ok {
+				if st := lp.Group.Status(); st.IsLeader && !st.Serving {
+					ready = false
+					break
+				}
 			}
 		}
 		if ready {

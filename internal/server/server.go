@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -213,7 +214,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// Elections asked for while this node serves (a restart's replay
 		// of old requests is ignored).
 		if c.Op == meta.OpElectPreferred && s.ready.Load() {
-			s.preferLeaders(func(topic string, index int32) bool { return topic == c.Topic && index == c.Partition })
+			go s.electPreferred(c.Topic, c.Partition)
 		}
 	})
 	s.phase.Store("recovering partitions")
@@ -228,6 +229,7 @@ func (s *Server) Run(ctx context.Context) error {
 	b := broker.New(s, s.log)
 	s.groups.Go("kafka-listener", true, func(ctx context.Context) error { return b.Serve(ctx, ln) })
 	s.groups.Go("checkpointer", false, s.checkpointLoop)
+	s.groups.Go("metadata-snapshots", false, s.metaSnapshotLoop)
 	s.groups.Go("retention", false, s.retentionLoop)
 	if s.cfg.ScrubBytesPerSecond > 0 {
 		s.groups.Go("log-scrubber", false, s.scrubLoop)
@@ -298,7 +300,9 @@ func (s *Server) logOptions() storage.Options {
 // startMeta opens the metadata group, replays it and registers this broker.
 func (s *Server) startMeta() error {
 	var err error
-	s.metaLog, err = storage.Open(filepath.Join(s.cfg.DataDir, "logs", metaLogName), s.committer, s.logOptions())
+	mo := s.logOptions()
+	mo.Snapshots, mo.SegmentBytes = true, s.cfg.MetadataSegmentBytes
+	s.metaLog, err = storage.Open(filepath.Join(s.cfg.DataDir, "logs", metaLogName), s.committer, mo)
 	if err != nil {
 		return fmt.Errorf("metadata log: %w", err)
 	}
@@ -331,7 +335,7 @@ func (s *Server) startMeta() error {
 	}
 	host, portStr, _ := net.SplitHostPort(s.cfg.Advertise)
 	port, _ := strconv.Atoi(portStr)
-	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port)}
+	want := meta.Broker{ID: s.cfg.NodeID, Host: host, Port: int32(port), Rack: s.cfg.Rack}
 	if err := s.initClusterID(ctx); err != nil {
 		return err
 	}
@@ -413,10 +417,43 @@ func (s *Server) checkpointLoop(ctx context.Context) error {
 	})
 }
 
-// retentionLoop applies retention every 5 minutes (Kafka's
-// log.retention.check.interval.ms).
+// metaSnapshotLoop saves a snapshot of the metadata state and deletes the
+// metadata log segments it covers once the log grew by
+// metadata.log.max.record.bytes.between.snapshots since the last one, so
+// start-up replays only the tail and a node far behind gets the snapshot.
+func (s *Server) metaSnapshotLoop(ctx context.Context) error {
+	if s.cfg.MetadataSnapshotBytes <= 0 {
+		return nil
+	}
+	base := s.metaLog.Size()
+	return every(ctx, time.Second, func() {
+		if s.metaLog.Size()-base < s.cfg.MetadataSnapshotBytes {
+			return
+		}
+		idx, data, err := s.meta.Snapshot()
+		if err != nil {
+			s.log.Warn("metadata snapshot", "err", err)
+			return
+		}
+		if err := s.metaLog.SaveSnapshot(idx, data); err != nil {
+			if !errors.Is(err, storage.ErrNotApplied) {
+				s.log.Warn("metadata snapshot", "err", err)
+			}
+			return // applied in the state but not yet in the log: next time
+		}
+		n, err := s.metaLog.CompactTo(idx)
+		if err != nil {
+			s.log.Warn("metadata log compaction", "err", err)
+		}
+		base = s.metaLog.Size()
+		s.log.Info("metadata snapshot saved", "index", idx, "bytes", len(data), "segments_deleted", n)
+	})
+}
+
+// retentionLoop applies retention every log.retention.check.interval.ms
+// (5 minutes by default).
 func (s *Server) retentionLoop(ctx context.Context) error {
-	return every(ctx, 5*time.Minute, func() {
+	return every(ctx, time.Duration(max(s.cfg.RetentionCheckMs, 100))*time.Millisecond, func() {
 		for _, l := range s.logs() {
 			if n, err := l.EnforceRetention(); err != nil {
 				s.log.Warn("retention", "log", l.Name(), "err", err)

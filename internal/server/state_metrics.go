@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chronik-go/chronik/internal/group"
+	"github.com/chronik-go/chronik/internal/raftlog"
 )
 
 // MetricsAddr is the bound metrics address (nil when off or not yet bound).
@@ -30,11 +31,14 @@ var (
 	descGroupLag   = prometheus.NewDesc("chronik_consumer_group_lag", "Consumer lag per group, summed over its committed partitions.", []string{"group"}, nil)
 	descReady      = prometheus.NewDesc("chronik_ready", "1 when /readyz says ready.", nil, nil)
 	descUnderRepl  = prometheus.NewDesc("chronik_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas (the signal a rolling restart waits on).", nil, nil)
+	descLagMax     = prometheus.NewDesc("chronik_replica_max_lag_entries", "Per peer, the most Raft entries its durable log is behind this broker's, over the partitions (and the metadata group) this broker leads; measured with the in-sync replicas every few ticks.", []string{"peer"}, nil)
+	descLagSum     = prometheus.NewDesc("chronik_replica_lag_entries", "Per peer, the Raft entries its durable log is behind this broker's, summed over the partitions (and the metadata group) this broker leads.", []string{"peer"}, nil)
 )
 
 // registerState exports state read at scrape time.
 func (s *Server) registerState() {
-	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl},
+	s.metrics.RegisterState([]*prometheus.Desc{descState, descPartitions, descLeaders, descFollowers, descGroups, descLag, descGroupLag, descReady, descUnderRepl,
+		descLagMax, descLagSum},
 		func(emit func(*prometheus.Desc, float64, ...string)) {
 			_, ok := s.Readiness()
 			emit(descReady, b2f(ok))
@@ -44,8 +48,16 @@ func (s *Server) registerState() {
 			s.mu.RLock()
 			serving, offline := len(s.parts), len(s.offline)
 			leaders, followers, under := 0, 0, 0
+			lagMax, lagSum := map[uint64]uint64{}, map[uint64]uint64{}
+			addLag := func(ls []raftlog.PeerLag) {
+				for _, l := range ls {
+					lagMax[l.Node] = max(lagMax[l.Node], l.Entries)
+					lagSum[l.Node] += l.Entries
+				}
+			}
 			for _, p := range s.parts {
 				if st := p.Group.Status(); st.IsLeader {
+					addLag(p.Group.Lag())
 					leaders++
 					if t, ok := s.meta.Topic(p.Topic); ok && int(p.Index) < len(t.Partitions) && len(st.ISR) < len(t.Partitions[p.Index].Replicas) {
 						under++
@@ -57,6 +69,13 @@ func (s *Server) registerState() {
 			s.mu.RUnlock()
 			if s.metaGroup != nil && s.metaGroup.Status().IsLeader {
 				leaders++
+				addLag(s.metaGroup.Lag())
+			}
+			for _, peer := range s.cfg.Peers {
+				if id := uint64(peer.ID); peer.ID != s.cfg.NodeID {
+					emit(descLagMax, float64(lagMax[id]), strconv.Itoa(int(peer.ID)))
+					emit(descLagSum, float64(lagSum[id]), strconv.Itoa(int(peer.ID)))
+				}
 			}
 			emit(descPartitions, float64(serving), "serving")
 			emit(descPartitions, float64(offline), "offline")

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -95,6 +96,11 @@ type Options struct {
 	// restart. It is called without the log's lock held and must not
 	// block (a context's cancel is the intended use).
 	OnDamage func(error)
+	// Snapshots says the owner keeps its state in memory and saves
+	// snapshots of it in the log (SaveSnapshot, the metadata log): Snapshot
+	// then serves the last saved one, InstallSnapshot keeps the one it
+	// installs, and CompactTo may delete what a saved snapshot covers.
+	Snapshots bool
 }
 
 const (
@@ -168,8 +174,14 @@ type Log struct {
 	cache   tailCache
 	applied uint64
 	pending int
-	failed  error
-	closed  bool
+	// submitted and completed count the writes handed to the committer
+	// and finished (a log's writes finish in the order submitted);
+	// barriers are the done callbacks of appends that had nothing to
+	// write, each waiting for every write submitted before it.
+	submitted, completed uint64
+	barriers             []barrier
+	failed               error
+	closed               bool
 	// damaged is the first corruption found by a read after open.
 	damaged error
 	// hsDirty says cur.hs holds a commit index not yet written in a frame.
@@ -178,6 +190,10 @@ type Log struct {
 	// truncations and synchronous checkpoints, to invalidate background ones.
 	ckpt tailState
 	gen  uint64
+	// snapData supplies the owner's data for Snapshot (SetSnapshotData).
+	snapData func() ([]byte, error)
+	// saved is the last saved snapshot (Options.Snapshots).
+	saved *savedSnapshot
 }
 
 // Reconfigure changes the options that may change while the log is open:
@@ -283,13 +299,46 @@ func (l *Log) Append(ctx context.Context, ents []*pb.Entry, hs *pb.HardState, do
 		return err
 	}
 	if w == nil {
+		// Nothing to write, but Raft may have attached acknowledgements of
+		// entries from earlier appends that are still being written: done
+		// must not run before they are durable (a follower would count
+		// toward a commit with entries it may never have).
+		if l.completed == l.submitted {
+			l.mu.Unlock()
+			done(nil)
+			return nil
+		}
+		l.barriers = append(l.barriers, barrier{at: l.submitted, done: done})
 		l.mu.Unlock()
-		done(nil)
 		return nil
 	}
 	l.pending++
+	l.submitted++
 	l.mu.Unlock()
 	return l.submit(ctx, w)
+}
+
+// barrier is an append with nothing to write, waiting for the writes
+// submitted before it (the first at writes).
+type barrier struct {
+	at   uint64
+	done func(error)
+}
+
+// releaseBarriersLocked takes the barriers whose writes all finished, or
+// every barrier once the log failed; the caller runs them without mu.
+func (l *Log) releaseBarriersLocked() (ready []barrier, err error) {
+	if l.failed != nil {
+		ready, l.barriers = l.barriers, nil
+		return ready, l.failed
+	}
+	n := 0
+	for n < len(l.barriers) && l.barriers[n].at <= l.completed {
+		n++
+	}
+	ready = slices.Clone(l.barriers[:n])
+	l.barriers = append(l.barriers[:0], l.barriers[n:]...)
+	return ready, nil
 }
 
 // submit hands a prepared write to the committer. appendMu held, mu not.
@@ -303,7 +352,11 @@ func (l *Log) submit(ctx context.Context, w *wal.Write) error {
 		if l.pending == 0 {
 			l.idle.Broadcast()
 		}
+		ready, ferr := l.releaseBarriersLocked()
 		l.mu.Unlock()
+		for _, b := range ready {
+			b.done(ferr)
+		}
 		return err
 	}
 	return nil
@@ -496,6 +549,7 @@ func (l *Log) entryHeader(e *pb.Entry, endOffset int64) (frameHeader, error) {
 func (l *Log) complete(st tailState, err error, done func(error)) {
 	l.mu.Lock()
 	l.pending--
+	l.completed++
 	if err != nil {
 		l.failLocked(err)
 	} else if l.failed == nil {
@@ -504,8 +558,12 @@ func (l *Log) complete(st tailState, err error, done func(error)) {
 	if l.pending == 0 {
 		l.idle.Broadcast()
 	}
+	ready, berr := l.releaseBarriersLocked()
 	l.mu.Unlock()
 	done(err)
+	for _, b := range ready {
+		b.done(berr)
+	}
 }
 
 // flushHardStateLocked writes a buffered commit-only hard state directly

@@ -296,16 +296,33 @@ func (l *Log) entryPosition(seg *segment, i uint64) (int64, error) {
 	}
 }
 
-// Snapshot returns the metadata of the compaction point: the log starts at
-// FirstIndex and everything before it was deleted by retention. A data
-// partition has no other state to ship: a follower that receives it empties
-// its log and continues from FirstIndex, as a Kafka follower does after the
-// leader's log start moved past it.
+// Snapshot returns the compaction point: the log starts at FirstIndex and
+// everything before it was deleted by retention. Its data (SnapshotData)
+// says where Kafka offsets continue and where the log starts, plus the
+// owner's state (a partition's producers): a follower that receives it
+// empties its log and continues from there (InstallSnapshot), as a Kafka
+// follower does after the leader's log start moved past it.
 func (l *Log) Snapshot() (*pb.Snapshot, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	first := l.segs[0]
 	idx, term := first.baseIndex-1, first.prevTerm
 	cs := pb.EnsureConfState(l.cur.conf)
-	return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: &idx, Term: &term, ConfState: cs}}, nil
+	if sv := l.saved; sv != nil && sv.index >= idx {
+		// A log that keeps snapshots serves its last saved one: the
+		// entries after it are all still here.
+		l.mu.Unlock()
+		d := SnapshotData{LogStart: -1, Extra: sv.data}
+		return &pb.Snapshot{Data: EncodeSnapshotData(d), Metadata: &pb.SnapshotMetadata{Index: &sv.index, Term: &sv.term, ConfState: cs}}, nil
+	}
+	d := SnapshotData{NextOffset: first.baseOffset, LogStart: l.logStartLocked()}
+	fn := l.snapData
+	l.mu.Unlock()
+	if fn != nil {
+		extra, err := fn()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot of %s: %w", l.name, err)
+		}
+		d.Extra = extra
+	}
+	return &pb.Snapshot{Data: EncodeSnapshotData(d), Metadata: &pb.SnapshotMetadata{Index: &idx, Term: &term, ConfState: cs}}, nil
 }

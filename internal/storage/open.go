@@ -28,7 +28,11 @@ func Open(dir string, c *wal.Committer, opts Options) (*Log, error) {
 	l := &Log{name: filepath.Base(dir), dir: dir, opts: opts, c: c, log: opts.Logger.With("log", filepath.Base(dir))}
 	l.idle = sync.NewCond(&l.mu)
 	l.cache.max = opts.TailCacheBytes
-	if err := l.recover(); err != nil {
+	err := l.recover()
+	if err == nil && opts.Snapshots {
+		err = l.loadSaved()
+	}
+	if err != nil {
 		for _, s := range l.segs {
 			_ = s.close()
 		}
@@ -42,6 +46,9 @@ func (l *Log) corrupt(file string, pos int64, format string, args ...any) error 
 }
 
 func (l *Log) recover() error {
+	if done, err := l.resumeInstall(); done || err != nil {
+		return err
+	}
 	names, err := os.ReadDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("read log directory: %w", err)

@@ -263,6 +263,7 @@ func (l *Log) writeState(ctx context.Context, upd *stateUpdate, check func() (bo
 		return err
 	}
 	l.pending++
+	l.submitted++
 	l.mu.Unlock()
 	if err := l.submit(ctx, w); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/chronik-go/chronik/internal/dashcheck"
 	"github.com/chronik-go/chronik/internal/records"
 	"github.com/chronik-go/chronik/internal/testbroker"
 )
@@ -466,9 +468,28 @@ func leadersPreferred(t *testing.T, c *cluster, topic string) (bool, map[int32]i
 // replicas (spread evenly over the nodes); when a node dies its partitions
 // fail over, and when it is back and in sync leadership returns to it.
 func TestClusterLeadersReturnToPreferred(t *testing.T) {
-	c := startCluster(t, 3, "--leader-imbalance-check-interval-seconds", "1")
+	// Nodes 1 and 2 share a rack: every replica set of two must include
+	// node 3, the other rack (rack-aware placement, broker.rack).
+	racks := map[int]string{1: "rack-a", 2: "rack-a", 3: "rack-b"}
+	c := startClusterWith(t, 3, func(id int) []string { return []string{"--broker-rack", racks[id]} },
+		"--leader-imbalance-check-interval-seconds", "1")
 	const topic = "spread"
 	createTopic(t, c.client(), topic, 6, 3, nil)
+	createTopic(t, c.client(), "racks", 6, 2, nil)
+	md, err := kadm.NewClient(c.client()).Metadata(context.Background(), "racks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range md.Brokers {
+		if b.Rack == nil || *b.Rack != racks[int(b.NodeID)] {
+			t.Fatalf("Metadata reports broker %d in rack %v, configured %q", b.NodeID, b.Rack, racks[int(b.NodeID)])
+		}
+	}
+	for _, p := range md.Topics["racks"].Partitions {
+		if len(p.Replicas) != 2 || !slices.Contains(p.Replicas, 3) {
+			t.Fatalf("partition %d has replicas %v: both on rack-a", p.Partition, p.Replicas)
+		}
+	}
 	waitPreferred := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
@@ -504,6 +525,26 @@ func TestClusterLeadersReturnToPreferred(t *testing.T) {
 	}
 	c.restart(n1)
 	waitPreferred("after the node came back")
+	// The dashboard's cluster rows (replication, transport) name metrics
+	// that a cluster node exports, after this test's node failure.
+	panels, err := dashcheck.Load(filepath.Join("..", "..", "deploy", "grafana", "chronik.json"))
+	must(t, err, "dashboard")
+	var rows []dashcheck.Panel
+	for _, p := range panels {
+		if dashcheck.ClusterRow(p.Row) {
+			rows = append(rows, p)
+		}
+	}
+	if len(rows) < 6 {
+		t.Fatalf("the dashboard has %d panels in its cluster rows", len(rows))
+	}
+	exposed, err := dashcheck.Exposed(c.nodes[1].metrics)
+	must(t, err, "metrics")
+	problems, checked := dashcheck.Check(rows, exposed)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	t.Logf("dashboard: %d cluster panels, %d metric references checked against node 2's /metrics", len(rows), checked)
 }
 
 // TestClusterNotLeaderNamesTheLeader: a produce or fetch sent to a
@@ -725,4 +766,127 @@ func TestClusterWipedNodeRefusesToStart(t *testing.T) {
 		t.Fatalf("wiped node exited with status %d:\n%s", code, victim.output())
 	}
 	must(t, cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(), "acks=all with the two healthy nodes")
+}
+
+// TestClusterNodeBehindRetentionInstallsSnapshot: a node is away while
+// retention on the others deletes the segments it would need, and while
+// topics created meanwhile make the metadata log compact itself; back, it
+// installs the leaders' snapshots (metadata state; log start and producer
+// state of the partition) and replicates from there, knows every topic,
+// then leads again (preferred-leader balancing) and serves every
+// acknowledged record after the log start at its offset.
+func TestClusterNodeBehindRetentionInstallsSnapshot(t *testing.T) {
+	c := startCluster(t, 3, "--retention-check-interval-ms", "300", "--leader-imbalance-check-interval-seconds", "1",
+		"--metadata-log-segment-bytes", "4096", "--metadata-snapshot-bytes", "4096")
+	const topic = "behind"
+	cl := c.client()
+	createTopic(t, cl, topic, 1, 3, map[string]*string{"segment.bytes": str("65536"), "retention.bytes": str("131072")})
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	md, err := adm.Metadata(ctx, topic)
+	must(t, err, "metadata")
+	pref := md.Topics[topic].Partitions[0].Replicas[0]
+	waitLeader := func(want func(int32) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !want(c.leaderOf(topic, 0)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: leader is %d", what, c.leaderOf(topic, 0))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitLeader(func(l int32) bool { return l == pref }, "the preferred replica leading after creation")
+	away := c.node(pref)
+	c.kill(away)
+	waitLeader(func(l int32) bool { return l > 0 && l != pref }, "failover")
+	// About 1.5 MiB with 1 KiB values: many 64 KiB segments, retention
+	// keeps 128 KiB.
+	a := &acked{recs: map[string][2]int64{}}
+	p := c.client(kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond))
+	filler := strings.Repeat("x", 1000)
+	for i := range 1500 {
+		v := fmt.Sprintf("v%07d", i)
+		r := p.ProduceSync(ctx, &kgo.Record{Key: []byte(v), Value: []byte(v + filler)})
+		if err := r.FirstErr(); err != nil {
+			t.Fatalf("acks=all produce with one node away: %v", err)
+		}
+		a.recs[v] = [2]int64{0, r[0].Record.Offset}
+	}
+	var start int64
+	deadline := time.Now().Add(60 * time.Second)
+	for start < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("retention did not move the log start (at %d)", start)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if s, err := adm.ListStartOffsets(ctx, topic); err == nil {
+			start = s[topic][0].Offset
+		}
+	}
+	t.Logf("log start offset %d of %d while node %d was away", start, len(a.recs), pref)
+	// The leader reports how far behind the away node is.
+	leader := c.node(c.leaderOf(topic, 0))
+	if lag := leader.metric(t, fmt.Sprintf(`chronik_replica_max_lag_entries{peer="%d"}`, pref)); lag < 1000 {
+		t.Fatalf("leader node %d reports node %d behind by %v entries after 1500 appends without it", leader.id, pref, lag)
+	}
+	for i := range 20 {
+		createTopic(t, cl, fmt.Sprintf("meanwhile-%02d", i), 1, 3, nil)
+	}
+	c.restart(away)
+	waitLeader(func(l int32) bool { return l == pref }, "the returned node leading again")
+	for _, group := range []string{"group=__chronik_metadata-0", "group=" + topic + "-0"} {
+		installed := false
+		for _, line := range strings.Split(away.output(), "\n") {
+			installed = installed || strings.Contains(line, "installing a snapshot from the leader") && strings.Contains(line, group)
+		}
+		if !installed {
+			t.Fatalf("node %d caught up %s without installing a snapshot", pref, group)
+		}
+	}
+	// It knows every topic created while it was away, from its own state.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.client().Broker(int(pref)).Request(ctx, kmsg.NewPtrMetadataRequest())
+		n := 0
+		if err == nil {
+			for _, tp := range resp.(*kmsg.MetadataResponse).Topics {
+				if tp.Topic != nil && strings.HasPrefix(*tp.Topic, "meanwhile-") {
+					n++
+				}
+			}
+		}
+		if n == 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d lists %d of the 20 topics created while it was away (%v)", pref, n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Served by the node that installed the snapshot.
+	s, err := adm.ListStartOffsets(ctx, topic)
+	must(t, err, "start offsets")
+	e, err := adm.ListEndOffsets(ctx, topic)
+	must(t, err, "end offsets")
+	newStart, end := s[topic][0].Offset, e[topic][0].Offset
+	if newStart < start || end != int64(len(a.recs)) {
+		t.Fatalf("node %d leads with log [%d, %d); before it returned [%d, %d)", pref, newStart, end, start, len(a.recs))
+	}
+	read := readAll(t, c, topic)
+	for v, at := range a.recs {
+		if at[1] < newStart {
+			continue
+		}
+		got, ok := read[v+filler]
+		if !ok || got != at {
+			t.Fatalf("acknowledged %s at offset %d: read %v (found %v)", v, at[1], got, ok)
+		}
+	}
+	t.Logf("node %d installed the snapshot, leads, and serves [%d, %d) with every acknowledged record at its offset", pref, newStart, end)
+	// And it still takes writes from the same (idempotent) producer.
+	if err := p.ProduceSync(ctx, &kgo.Record{Key: []byte("after"), Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatalf("produce to the node that installed the snapshot: %v", err)
+	}
 }

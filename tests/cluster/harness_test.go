@@ -47,6 +47,12 @@ type cluster struct {
 // each serves Kafka.
 func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, nil, extra...)
+}
+
+// startClusterWith is startCluster with flags for each node: perNode(id).
+func startClusterWith(t *testing.T, n int, perNode func(id int) []string, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	var peers []string
 	for i := 1; i <= n; i++ {
@@ -57,6 +63,9 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	for _, nd := range c.nodes {
 		nd.args = append([]string{"server", "--data-dir", nd.dir, "--node-id", strconv.Itoa(nd.id), "--peers", strings.Join(peers, ","),
 			"--bind", nd.kafka, "--advertise", nd.kafka, "--raft-bind", nd.raft, "--metrics-bind", nd.metrics}, extra...)
+		if perNode != nil {
+			nd.args = append(nd.args, perNode(nd.id)...)
+		}
 	}
 	for _, nd := range c.nodes {
 		c.start(nd)
