@@ -175,7 +175,9 @@ func TestCompatBurrow(t *testing.T) {
 	zkCfg := filepath.Join(dir, "zoo.cfg")
 	writeFile(t, zkCfg, fmt.Sprintf("tickTime=2000\ndataDir=%s\nclientPort=%s\nclientPortAddress=%s\nadmin.enableServer=false\n", filepath.Join(dir, "zk"), zkPort, zkHost))
 	zk := exec.CommandContext(ctx(t), zkServer, "start-foreground", zkCfg)
-	zk.Env = append(os.Environ(), "ZOO_LOG_DIR="+dir)
+	// A small heap: the machine is shared with the broker and the other
+	// clients, and ZooKeeper's default heap is a quarter of memory.
+	zk.Env = append(os.Environ(), "ZOO_LOG_DIR="+dir, "SERVER_JVMFLAGS=-Xmx256m")
 	zkLog := startLogged(t, dir, "zookeeper", zk)
 	waitTCP(t, zkAddr, "ZooKeeper", zkLog)
 
@@ -239,10 +241,11 @@ min-distance=1
 		} `json:"end"`
 	}
 	var last string
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("Burrow never showed group %s with offsets %v and end offsets %v; last answer %s\nburrow log:\n%s", group, committed, ends, last, tailFile(burrowLog))
+			t.Fatalf("Burrow never showed group %s with offsets %v and end offsets %v; last answer %s\nburrow log:\n%s\nzookeeper log:\n%s",
+				group, committed, ends, last, tailFile(burrowLog), tailFile(zkLog))
 		}
 		time.Sleep(500 * time.Millisecond)
 		var lag struct {
