@@ -181,22 +181,35 @@ func TestCompatBurrow(t *testing.T) {
 	zkLog := startLogged(t, dir, "zookeeper", zk)
 	waitTCP(t, zkAddr, "ZooKeeper", zkLog)
 
-	topic := newTopic(t, 3, nil)
+	// A broker of its own: Burrow reads all of __consumer_offsets and
+	// lists every topic, and the shared broker holds the history of every
+	// other test by now.
+	broker := testbroker.Start(t, nil).Addr
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topic := "burrow-lag"
+	if _, err := adm.CreateTopic(ctx(t), 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
 	ends := map[int32]int64{0: 10, 1: 20, 2: 30}
-	var recs []rec
 	for p, n := range ends {
 		for i := range n {
-			recs = append(recs, rec{Partition: p, Value: b64([]byte(fmt.Sprint(i)))})
+			if err := cl.ProduceSync(ctx(t), &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	writeAll(t, topic, recs)
-	group := "burrow-" + topic
+	group := "burrow-group"
 	committed := map[int32]int64{0: 4, 1: 20, 2: 7}
 	offs := kadm.Offsets{}
 	for p, o := range committed {
 		offs.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
 	}
-	if _, err := kadm.NewClient(kgoClient(t)).CommitOffsets(ctx(t), group, offs); err != nil {
+	if _, err := adm.CommitOffsets(ctx(t), group, offs); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
 
@@ -230,7 +243,7 @@ address=%q
 class-name="inmemory"
 intervals=10
 min-distance=1
-`, filepath.Join(dir, "burrow.pid"), zkAddr, addr(t), addr(t), httpAddr))
+`, filepath.Join(dir, "burrow.pid"), zkAddr, broker, broker, httpAddr))
 	burrowLog := startLogged(t, dir, "burrow", exec.CommandContext(ctx(t), burrow, "--config-dir", dir))
 
 	type partLag struct {
