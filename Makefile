@@ -14,7 +14,7 @@ FUZZTIME_TEST ?= 3000x
 FUZZMINIMIZE_TEST ?= 300x
 BENCHTIME ?= 2s
 
-.PHONY: help build run run-cluster test test-operator test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
+.PHONY: help build run run-cluster test test-operator test-unit test-cluster test-load test-compat compat-doc cluster-doc compat-tools test-crash test-chaos chaos test-peers test-fuzz lint bench bench-storage bench-cluster bench-peers fuzz clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,7 +39,7 @@ test-operator: tools ## the Kubernetes operator (own module operator/): generate
 	$(MAKE) -C operator test
 
 test-unit: compat-tools ## unit and integration tests with the race detector (the quota test drives kcat and confluent-kafka-python)
-	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos)
+	$(GO) test -race -count=1 -skip '^TestCrash' $$($(GO) list ./... | grep -v -e /tests/compat -e /tests/load -e /tests/cluster -e /tests/chaos -e /tests/peers)
 
 test-cluster: compat-tools ## three broker processes on loopback: kill -9, SIGSTOP, rolling and cold restarts under acks=all load, every real client through a leader failover (TestCluster*; checks docs/COMPATIBILITY-CLUSTER.md)
 	$(GO) test -count=1 -timeout 15m -v ./tests/cluster 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:' ; exit $${PIPESTATUS[0]}
@@ -49,6 +49,9 @@ test-load: ## the flood (backpressure) and hostile-clients tests against a broke
 
 test-compat: compat-tools ## every real Kafka client against a broker; checks docs/COMPATIBILITY.md
 	$(GO) test -count=1 -timeout 20m ./tests/compat
+
+test-peers: ## the peers' own test suites (franz-go's kgo tests at go.mod's version) against a broker it starts; rewrites docs/COMPATIBILITY-PEERS.md (not in make test)
+	$(GO) test -count=1 -timeout 40m ./tests/peers -update
 
 compat-doc: compat-tools ## rewrite docs/COMPATIBILITY.md from a run of the compat tests
 	$(GO) test -count=1 -timeout 20m ./tests/compat -update
@@ -96,10 +99,11 @@ tools: ## install the tools the tests need
 	@command -v mkfs.ext4 >/dev/null && command -v chattr >/dev/null && command -v losetup >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs mount util-linux >/dev/null; }
 
-compat-tools: ## install the real Kafka clients of the compat tests (apt, npm)
-	@command -v kcat >/dev/null && /usr/bin/python3 -c 'import confluent_kafka, kafka, snappy, lz4, zstandard' 2>/dev/null || \
+compat-tools: ## install the real Kafka clients of the compat tests (apt, npm), Burrow and the ZooKeeper it needs
+	@command -v kcat >/dev/null && command -v Burrow >/dev/null && test -x /usr/share/zookeeper/bin/zkServer.sh && \
+		/usr/bin/python3 -c 'import confluent_kafka, kafka, snappy, lz4, zstandard, xxhash' 2>/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat python3-confluent-kafka python3-kafka \
-			python3-snappy python3-lz4 python3-zstandard >/dev/null; }
+			python3-snappy python3-lz4 python3-zstandard python3-xxhash burrow zookeeper >/dev/null; }
 	@command -v node >/dev/null || { echo "the compat tests need Node.js and npm (kafkajs)"; exit 1; }
 	@test -d tests/compat/clients/node_modules/kafkajs || (cd tests/compat/clients && npm install --no-audit --no-fund --loglevel=error)
 

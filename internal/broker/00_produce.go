@@ -1,6 +1,6 @@
 package broker
 
-// Produce (key 0), versions 3–13.
+// Produce (key 0), versions 0–13.
 //
 // Batches are validated (frame, CRC-32C, one batch per partition, size,
 // record count, no client control batches) and stored as sent; only
@@ -13,9 +13,13 @@ package broker
 // partition failed, in which case the connection is closed, as Kafka does.
 // Idempotent producers get Kafka's sequence and epoch errors, and a
 // duplicate is answered with the offset of the original.
-// Deliberate gaps: versions 0–2 (legacy message sets) are not served, as in
-// Kafka 4; transactional batches are refused (INVALID_TXN_STATE) until
-// transactions land.
+// Versions 0–2 (Kafka 3.9 serves them; 4.0 dropped them, KIP-896) may carry
+// legacy message sets (magic 0/1): they are parsed, every message's CRC
+// checked, and converted into one v2 batch in the set's codec, as Kafka's
+// log validator does (records/legacy.go); a v2 batch in them is taken as
+// is. From v3 only v2 batches are accepted (INVALID_RECORD otherwise).
+// Deliberate gap: transactional batches are refused (INVALID_TXN_STATE)
+// until transactions land.
 
 import (
 	"context"
@@ -31,6 +35,7 @@ import (
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
 	"github.com/chronik-go/chronik/internal/quota"
+	"github.com/chronik-go/chronik/internal/records"
 )
 
 func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header, r kmsg.Request) result {
@@ -95,7 +100,14 @@ func (b *Broker) handleProduce(ctx context.Context, c *conn, h *protocol.Header,
 				}
 				continue
 			}
-			slots = append(slots, slot{rp: out, topic: name, wait: p.Produce(ctx, protocol.WithPrefixByte(h.Frame, rp.Records), req.Acks)})
+			entry := protocol.WithPrefixByte(h.Frame, rp.Records)
+			if h.Version < 3 && records.Magic(rp.Records) < 2 {
+				if entry, err = legacyEntry(rp.Records); err != nil {
+					setProduceErr(out, err)
+					continue
+				}
+			}
+			slots = append(slots, slot{rp: out, topic: name, wait: p.Produce(ctx, entry, req.Acks)})
 		}
 	}
 	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
@@ -168,6 +180,26 @@ func rackOf(br meta.Broker) *string {
 		return nil
 	}
 	return strp(br.Rack)
+}
+
+// legacyEntry converts a legacy message set (Produce v0–v2) into a log
+// entry holding one v2 batch: a spare byte for the entry kind, then the
+// batch.
+func legacyEntry(set []byte) ([]byte, error) {
+	ms, err := records.ParseMessageSet(set)
+	switch {
+	case errors.Is(err, records.ErrCodec):
+		return nil, fmt.Errorf("%w: %w", kerr.UnsupportedCompressionType, err)
+	case errors.Is(err, records.ErrMagic):
+		return nil, fmt.Errorf("%w: %w", kerr.InvalidRecord, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
+	}
+	entry, err := records.FromMessageSet(make([]byte, 1, len(set)+records.HeaderSize+1), &ms, ms.Codec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
+	}
+	return entry, nil
 }
 
 func setProduceErr(rp *kmsg.ProduceResponseTopicPartition, err error) {

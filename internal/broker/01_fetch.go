@@ -1,6 +1,6 @@
 package broker
 
-// Fetch (key 1), versions 4–17.
+// Fetch (key 1), versions 0–17.
 //
 // Reads committed record batches (up to the high watermark; the last stable
 // offset equals it until transactions land) as they are stored, the first
@@ -15,11 +15,17 @@ package broker
 // cache is full: a new session request gets session id 0 and clients fall
 // back to full fetches; an incremental request for a session we never gave
 // gets FETCH_SESSION_ID_NOT_FOUND. Follower fetching (replica ids) is not
-// served: replication is Raft's.
+// served: replication is Raft's. Versions 0–3 (Kafka 3.9 serves them; 4.0
+// dropped them, KIP-896) predate v2 batches: what is read is converted
+// down to message format v0 (Fetch v0–1) or v1 (v2–3) as Kafka does
+// (records.DownConvert); zstd batches cannot be expressed there and get
+// UNSUPPORTED_COMPRESSION_TYPE; a topic with
+// message.downconversion.enable=false answers them UNSUPPORTED_VERSION.
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"time"
@@ -30,6 +36,7 @@ import (
 	"github.com/chronik-go/chronik/internal/partition"
 	"github.com/chronik-go/chronik/internal/protocol"
 	"github.com/chronik-go/chronik/internal/quota"
+	"github.com/chronik-go/chronik/internal/records"
 )
 
 func (b *Broker) handleFetch(ctx context.Context, c *conn, h *protocol.Header, r kmsg.Request) result {
@@ -118,6 +125,12 @@ func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchReques
 						var rr partition.ReadResult
 						rr, err = p.Read(rp.FetchOffset, limit, total == 0)
 						op.HighWatermark, op.LastStableOffset, op.LogStartOffset = rr.HighWatermark, rr.LastStable, rr.LogStartOffset
+						if version < 4 && p.Config().NoDownConversion {
+							rr.Records, err = nil, fmt.Errorf("%w: message.downconversion.enable is false", kerr.UnsupportedVersion)
+						}
+						if rr.Records != nil && version < 4 {
+							rr.Records, err = downConvert(rr.Records, version)
+						}
 						if rr.Records != nil {
 							op.RecordBatches = rr.Records
 						}
@@ -143,6 +156,23 @@ func (b *Broker) fetch(ctx context.Context, version int16, req *kmsg.FetchReques
 			return resp
 		}
 	}
+}
+
+// downConvert converts stored v2 batches for a fetcher older than Fetch v4:
+// message format v0 for Fetch v0–1, v1 for v2–3.
+func downConvert(b []byte, version int16) ([]byte, error) {
+	magic := int8(1)
+	if version < 2 {
+		magic = 0
+	}
+	out, err := records.DownConvert(make([]byte, 0, len(b)+len(b)/8), b, magic)
+	switch {
+	case errors.Is(err, records.ErrCodec):
+		return nil, fmt.Errorf("%w: %w", kerr.UnsupportedCompressionType, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
+	}
+	return out, nil
 }
 
 // waitAny waits until one of chans is closed or the deadline passes; false

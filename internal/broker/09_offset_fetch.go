@@ -1,6 +1,6 @@
 package broker
 
-// OffsetFetch (key 9), versions 1–10.
+// OffsetFetch (key 9), versions 0–10.
 //
 // Committed offsets with their leader epochs (v5+) and metadata; -1 where
 // nothing is committed. A null topic list (v2+) asks for every committed
@@ -10,7 +10,8 @@ package broker
 // an unknown member gets UNKNOWN_MEMBER_ID, a stale epoch
 // STALE_MEMBER_EPOCH. v10 names topics by id. require_stable (v7+) needs
 // no wait: without transactions every committed offset is stable. v0
-// (offsets in ZooKeeper) was removed by Kafka 4.0 and is not served.
+// (offsets in ZooKeeper in old Kafka) reads the same committed offsets as
+// v1, as OffsetCommit v0 writes them there too.
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 package broker
 
-// CreateTopics (key 19), versions 2–7.
+// CreateTopics (key 19), versions 0–7.
 //
 // Validates names (Kafka's characters and length), partition count,
 // replication factor against registered brokers, manual assignments and
@@ -9,8 +9,7 @@ package broker
 // and creates nothing. Creation commits to the metadata group and returns
 // once the topic's local partitions serve (or the request timeout passes).
 // v5+ responses carry the partition count, replication factor and the
-// topic's effective configs; v7+ the topic id.
-// Deliberate gap: versions 0–1 are not served, as in Kafka 4.
+// topic's effective configs; v7+ the topic id. v0 has no validate_only.
 
 import (
 	"context"

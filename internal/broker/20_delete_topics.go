@@ -1,12 +1,12 @@
 package broker
 
-// DeleteTopics (key 20), versions 1–6.
+// DeleteTopics (key 20), versions 0–6.
 //
 // Deletes by name, and from v6 by name or topic id (UNKNOWN_TOPIC_ID for an
 // unknown id). Deletion commits to the metadata group; every broker then
 // stops the topic's partitions and removes their data (rename first, so a
 // crash finishes the job at start-up). A topic created again with the same
-// name starts empty. Deliberate gap: v0 is not served, as in Kafka 4.
+// name starts empty.
 
 import (
 	"context"

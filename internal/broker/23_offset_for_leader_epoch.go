@@ -1,13 +1,12 @@
 package broker
 
-// OffsetForLeaderEpoch (key 23), versions 2–4.
+// OffsetForLeaderEpoch (key 23), versions 0–4.
 //
 // For a leader epoch (= Raft term), answers the largest epoch not above it
 // that has entries and the offset where that epoch ends (the start of the
 // next one, or the log end for the current epoch): what a consumer needs to
 // detect log truncation after a leader change (KIP-320).
-// current_leader_epoch is checked. Deliberate gap: versions 0–1 are not
-// served, as in Kafka 4.
+// current_leader_epoch (v2+) is checked; v0 answers without the epoch.
 
 import (
 	"context"

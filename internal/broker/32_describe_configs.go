@@ -1,6 +1,6 @@
 package broker
 
-// DescribeConfigs (key 32), versions 1–4.
+// DescribeConfigs (key 32), versions 0–4.
 //
 // Topic resources list every topic config Chronik serves with its effective
 // value and source (topic override, dynamic broker default, static broker
@@ -9,7 +9,7 @@ package broker
 // cluster-wide dynamic defaults) list the broker settings, dynamic ones
 // marked writable. Deliberate gaps: broker-logger resources are refused
 // (INVALID_REQUEST); nothing is sensitive because nothing secret is a
-// config. Version 0 is not served, as in Kafka 4.
+// config. Version 0 reports a default by is_default instead of a source.
 
 import (
 	"context"
@@ -111,6 +111,15 @@ func topicSynonyms(res configs.Resolver, overrides map[string]string, d configs.
 			out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Broker, Value: strp(v), Source: kmsg.ConfigSource(configs.SourceStaticBroker)})
 		}
 	}
-	out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Name, Value: strp(d.Default), Source: kmsg.ConfigSource(configs.SourceDefault)})
+	// Kafka names the default by its broker config (log.retention.hours
+	// for retention.ms), in that config's unit.
+	name, v := d.Name, d.Default
+	if d.Synonym != "" {
+		name = d.Synonym
+	}
+	if d.SynonymDefault != "" {
+		v = d.SynonymDefault
+	}
+	out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: name, Value: strp(v), Source: kmsg.ConfigSource(configs.SourceDefault)})
 	return out
 }

@@ -1,11 +1,11 @@
 package broker
 
-// DescribeLogDirs (key 35), versions 1–4.
+// DescribeLogDirs (key 35), versions 0–4.
 //
 // One log directory, the data directory, with the size of every local
 // partition asked for (all when topics is null) and, from v4, the file
 // system's total and usable bytes. Offset lag is 0: there are no future
-// replicas. Deliberate gap: v0 is not served, as in Kafka 4.
+// replicas.
 
 import (
 	"context"

@@ -52,12 +52,14 @@ func (b *Broker) ensureOffsetsTopic(ctx context.Context) *kerr.Error {
 	return nil
 }
 
-// topicsView is the metadata as the coordinator's assignors see it.
+// topicsView is the metadata as the KIP-848 assignors see it. Internal
+// topics are in it: Kafka assigns __consumer_offsets to a member that
+// subscribes to it by name or by a regex that matches it.
 type topicsView struct{ m *meta.State }
 
 func (v topicsView) Topic(name string) (group.TopicInfo, bool) {
 	t, ok := v.m.Topic(name)
-	if !ok || isInternal(name) {
+	if !ok {
 		return group.TopicInfo{}, false
 	}
 	return group.TopicInfo{ID: t.ID, Partitions: int32(len(t.Partitions))}, true
@@ -66,9 +68,7 @@ func (v topicsView) Topic(name string) (group.TopicInfo, bool) {
 func (v topicsView) Names() []string {
 	var out []string
 	for _, t := range v.m.Topics() {
-		if !isInternal(t.Name) {
-			out = append(out, t.Name)
-		}
+		out = append(out, t.Name)
 	}
 	return out
 }

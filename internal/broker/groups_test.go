@@ -255,3 +255,47 @@ func TestBrokerReportsGroupLag(t *testing.T) {
 		t.Fatalf("lag %s, want %s", got, want)
 	}
 }
+
+// TestKIP848RegexSubscriptionMatchesInternalTopics: a KIP-848 member whose
+// regex matches __consumer_offsets is assigned its partitions, as Kafka
+// does (the broker matches the whole name and leaves no topic starting with
+// "__" out), next to the ordinary topics the regex matches.
+func TestKIP848RegexSubscriptionMatchesInternalTopics(t *testing.T) {
+	b := fastGroupBroker(t)
+	adm := kadm.NewClient(client(t, b.Addr))
+	createTopic(t, adm, "rx-orders", 2, nil)
+	createTopic(t, adm, "other", 1, nil)
+	var mu sync.Mutex
+	assigned := map[string]int{}
+	cl := client(t, b.Addr, kgo.ConsumerGroup("rx"), kgo.ServerSideBalancer(), kgo.ConsumeRegex(),
+		kgo.ConsumeTopics(`__consumer_offsets`, `rx-.*`), kgo.DisableAutoCommit(),
+		kgo.MetadataMinAge(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			for topic, ps := range m {
+				assigned[topic] += len(ps)
+			}
+		}))
+	ctx := ctxT(t)
+	for {
+		mu.Lock()
+		done := assigned["__consumer_offsets"] == 4 && assigned["rx-orders"] == 2
+		got := fmt.Sprint(assigned)
+		mu.Unlock()
+		if done {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("assigned %s; want the 4 partitions of __consumer_offsets and the 2 of rx-orders", got)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		cl.PollFetches(pctx)
+		cancel()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if assigned["other"] != 0 {
+		t.Fatalf("assigned %v: the regex does not match other", assigned)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,8 +51,11 @@ type Def struct {
 	Broker string
 	// Default is Kafka's default when no broker setting supplies one.
 	Default string
-	Doc     string
-	check   func(string) error
+	// Synonym is Kafka's broker config behind the topic config, and
+	// SynonymDefault its default where it differs in unit from Default.
+	Synonym, SynonymDefault string
+	Doc                     string
+	check                   func(string) error
 }
 
 // ErrInvalid is wrapped by every validation error.
@@ -110,29 +114,116 @@ func cleanupPolicy(v string) error {
 	return nil
 }
 
-// Topic configs, in the order DescribeConfigs lists them.
+// Kafka's "not acted on" reasons, shared by the configs they explain.
+const (
+	docCompaction = "accepted and stored; not acted on: log compaction is not performed yet (compacted topics keep everything)"
+	docRaft       = "accepted and stored; not acted on: durability is set by the WAL profile and Raft, not by flushes"
+	docTiered     = "accepted and stored; not acted on: there is no tiered storage"
+	docThrottle   = "accepted and stored; not acted on: replication is Raft's and is not throttled"
+	docLevel      = "accepted and stored; not acted on: batches Chronik compresses use the codec's default level"
+	docStorage    = "accepted and stored; not acted on: Chronik's segment and index layout is its own (docs/format)"
+)
+
+// Topic configs: every topic config Kafka 3.9 knows, in the order
+// DescribeConfigs lists them, with Kafka's types, defaults and validation.
+// Broker names the Chronik broker setting that supplies the default;
+// Synonym and SynonymDefault are Kafka's broker config (and its default)
+// that DescribeConfigs names as the DEFAULT_CONFIG synonym.
 var topicDefs = []Def{
-	{Name: "cleanup.policy", Type: TypeList, Default: "delete", Doc: "delete or compact (compaction is not performed yet: compacted topics keep everything)", check: cleanupPolicy},
-	{Name: "compression.type", Type: TypeString, Default: "producer", Doc: "batches are stored as the producer compressed them", check: oneOf("producer")},
-	{Name: "delete.retention.ms", Type: TypeLong, Default: "86400000", Doc: "kept for compatibility", check: longAtLeast(0)},
-	{Name: "file.delete.delay.ms", Type: TypeLong, Default: "60000", Doc: "kept for compatibility", check: longAtLeast(0)},
-	{Name: "flush.messages", Type: TypeLong, Default: "9223372036854775807", Doc: "durability is set by the WAL profile", check: longAtLeast(1)},
-	{Name: "flush.ms", Type: TypeLong, Default: "9223372036854775807", Doc: "durability is set by the WAL profile", check: longAtLeast(0)},
-	{Name: "index.interval.bytes", Type: TypeInt, Default: "4096", Doc: "spacing of the sparse offset index", check: intRange(0, 1<<31-1)},
-	{Name: "max.compaction.lag.ms", Type: TypeLong, Default: "9223372036854775807", check: longAtLeast(1)},
-	{Name: "max.message.bytes", Type: TypeInt, Broker: "message.max.bytes", Default: "1048588", Doc: "largest record batch accepted", check: intRange(0, 1<<31-1)},
-	{Name: "message.timestamp.type", Type: TypeString, Default: "CreateTime", Doc: "CreateTime or LogAppendTime", check: oneOf("CreateTime", "LogAppendTime")},
-	{Name: "min.cleanable.dirty.ratio", Type: TypeDouble, Default: "0.5", check: ratio},
-	{Name: "min.compaction.lag.ms", Type: TypeLong, Default: "0", check: longAtLeast(0)},
-	{Name: "min.insync.replicas", Type: TypeInt, Broker: "min.insync.replicas", Default: "1", Doc: "replicas that must have an acks=all write", check: intRange(1, 1<<31-1)},
-	{Name: "preallocate", Type: TypeBoolean, Default: "false", check: boolean},
-	{Name: "retention.bytes", Type: TypeLong, Broker: "log.retention.bytes", Default: "-1", Doc: "partition size above which the oldest segments are deleted", check: longAtLeast(-1)},
-	{Name: "retention.ms", Type: TypeLong, Broker: "log.retention.ms", Default: "604800000", Doc: "age after which segments are deleted", check: longAtLeast(-1)},
-	{Name: "segment.bytes", Type: TypeInt, Broker: "log.segment.bytes", Default: "1073741824", Doc: "segment size before rolling", check: intRange(4096, 1<<31-1)},
-	{Name: "segment.index.bytes", Type: TypeInt, Default: "10485760", Doc: "kept for compatibility", check: intRange(4, 1<<31-1)},
-	{Name: "segment.jitter.ms", Type: TypeLong, Default: "0", check: longAtLeast(0)},
-	{Name: "segment.ms", Type: TypeLong, Broker: "log.roll.ms", Default: "604800000", Doc: "segment age before rolling", check: longAtLeast(1)},
-	{Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", check: boolean},
+	{Name: "cleanup.policy", Type: TypeList, Default: "delete", Synonym: "log.cleanup.policy", Doc: "delete: retention applies; compact alone keeps everything (log compaction is not performed yet, so retention is off)", check: cleanupPolicy},
+	{Name: "compression.gzip.level", Type: TypeInt, Default: "-1", Synonym: "compression.gzip.level", Doc: docLevel, check: gzipLevel},
+	{Name: "compression.lz4.level", Type: TypeInt, Default: "9", Synonym: "compression.lz4.level", Doc: docLevel, check: intRange(1, 17)},
+	{Name: "compression.type", Type: TypeString, Default: "producer", Synonym: "compression.type", Doc: "producer keeps batches as the producer compressed them; uncompressed, gzip, snappy, lz4 or zstd recompresses batches that arrive in another codec", check: oneOf("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")},
+	{Name: "compression.zstd.level", Type: TypeInt, Default: "3", Synonym: "compression.zstd.level", Doc: docLevel, check: intRange(-131072, 22)},
+	{Name: "delete.retention.ms", Type: TypeLong, Default: "86400000", Synonym: "log.cleaner.delete.retention.ms", Doc: docCompaction, check: longAtLeast(0)},
+	{Name: "file.delete.delay.ms", Type: TypeLong, Default: "60000", Synonym: "log.segment.delete.delay.ms", Doc: "accepted and stored; not acted on: retention deletes segments at once", check: longAtLeast(0)},
+	{Name: "flush.messages", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.flush.interval.messages", Doc: docRaft, check: longAtLeast(1)},
+	{Name: "flush.ms", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.flush.interval.ms", Doc: docRaft, check: longAtLeast(0)},
+	{Name: "follower.replication.throttled.replicas", Type: TypeList, Default: "", Synonym: "follower.replication.throttled.replicas", Doc: docThrottle, check: throttledReplicas},
+	{Name: "index.interval.bytes", Type: TypeInt, Default: "4096", Synonym: "log.index.interval.bytes", Doc: "spacing of the sparse offset index", check: intRange(0, 1<<31-1)},
+	{Name: "leader.replication.throttled.replicas", Type: TypeList, Default: "", Synonym: "leader.replication.throttled.replicas", Doc: docThrottle, check: throttledReplicas},
+	{Name: "local.retention.bytes", Type: TypeLong, Default: "-2", Synonym: "log.local.retention.bytes", Doc: docTiered, check: longAtLeast(-2)},
+	{Name: "local.retention.ms", Type: TypeLong, Default: "-2", Synonym: "log.local.retention.ms", Doc: docTiered, check: longAtLeast(-2)},
+	{Name: "max.compaction.lag.ms", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.cleaner.max.compaction.lag.ms", Doc: docCompaction, check: longAtLeast(1)},
+	{Name: "max.message.bytes", Type: TypeInt, Broker: "message.max.bytes", Default: "1048588", Synonym: "message.max.bytes", Doc: "largest record batch accepted (after recompression)", check: intRange(0, 1<<31-1)},
+	{Name: "message.downconversion.enable", Type: TypeBoolean, Default: "true", Synonym: "log.message.downconversion.enable", Doc: "false refuses Fetch v0-v3 (message formats v0/v1) with UNSUPPORTED_VERSION", check: boolean},
+	{Name: "message.format.version", Type: TypeString, Default: "3.0-IV1", Synonym: "log.message.format.version", Doc: "accepted and ignored, as Kafka 3 ignores it: batches are stored in format v2 (older producers' message sets are converted)", check: formatVersion},
+	{Name: "message.timestamp.after.max.ms", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.message.timestamp.after.max.ms", Doc: "CreateTime records more than this ahead of the broker's clock are refused (INVALID_TIMESTAMP)", check: longAtLeast(0)},
+	{Name: "message.timestamp.before.max.ms", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.message.timestamp.before.max.ms", Doc: "CreateTime records more than this behind the broker's clock are refused (INVALID_TIMESTAMP)", check: longAtLeast(0)},
+	{Name: "message.timestamp.difference.max.ms", Type: TypeLong, Default: "9223372036854775807", Synonym: "log.message.timestamp.difference.max.ms", Doc: "deprecated: the before and after bounds where those are not set", check: longAtLeast(0)},
+	{Name: "message.timestamp.type", Type: TypeString, Default: "CreateTime", Synonym: "log.message.timestamp.type", Doc: "CreateTime or LogAppendTime (the broker stamps batches)", check: oneOf("CreateTime", "LogAppendTime")},
+	{Name: "min.cleanable.dirty.ratio", Type: TypeDouble, Default: "0.5", Synonym: "log.cleaner.min.cleanable.ratio", Doc: docCompaction, check: ratio},
+	{Name: "min.compaction.lag.ms", Type: TypeLong, Default: "0", Synonym: "log.cleaner.min.compaction.lag.ms", Doc: docCompaction, check: longAtLeast(0)},
+	{Name: "min.insync.replicas", Type: TypeInt, Broker: "min.insync.replicas", Default: "1", Synonym: "min.insync.replicas", Doc: "replicas that must have an acks=all write", check: intRange(1, 1<<31-1)},
+	{Name: "preallocate", Type: TypeBoolean, Default: "false", Synonym: "log.preallocate", Doc: "accepted and stored; not acted on: segments grow as written", check: boolean},
+	{Name: "remote.log.copy.disable", Type: TypeBoolean, Default: "false", Doc: docTiered, check: boolean},
+	{Name: "remote.log.delete.on.disable", Type: TypeBoolean, Default: "false", Doc: docTiered, check: boolean},
+	{Name: "remote.storage.enable", Type: TypeBoolean, Default: "false", Doc: docTiered, check: boolean},
+	{Name: "retention.bytes", Type: TypeLong, Broker: "log.retention.bytes", Default: "-1", Synonym: "log.retention.bytes", Doc: "partition size above which the oldest segments are deleted", check: longAtLeast(math.MinInt64)},
+	{Name: "retention.ms", Type: TypeLong, Broker: "log.retention.ms", Default: "604800000", Synonym: "log.retention.hours", SynonymDefault: "168", Doc: "age after which segments are deleted", check: longAtLeast(-1)},
+	{Name: "segment.bytes", Type: TypeInt, Broker: "log.segment.bytes", Default: "1073741824", Synonym: "log.segment.bytes", Doc: "segment size before rolling (Chronik needs at least 4096; Kafka 14)", check: intRange(4096, 1<<31-1)},
+	{Name: "segment.index.bytes", Type: TypeInt, Default: "10485760", Synonym: "log.index.size.max.bytes", Doc: docStorage, check: intRange(4, 1<<31-1)},
+	{Name: "segment.jitter.ms", Type: TypeLong, Default: "0", Synonym: "log.roll.jitter.hours", SynonymDefault: "0", Doc: "accepted and stored; not acted on: segments roll at segment.ms without jitter", check: longAtLeast(0)},
+	{Name: "segment.ms", Type: TypeLong, Broker: "log.roll.ms", Default: "604800000", Synonym: "log.roll.hours", SynonymDefault: "168", Doc: "segment age before rolling", check: longAtLeast(1)},
+	{Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", Synonym: "unclean.leader.election.enable", Doc: "accepted and stored; not acted on: only Raft elects leaders, never an out-of-date replica", check: boolean},
+}
+
+// gzipLevel is Kafka's gzip level: -1 (the codec's default) or 1..9.
+func gzipLevel(v string) error {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || (n != -1 && (n < 1 || n > 9)) {
+		return errors.New("must be -1 or an integer in [1, 9]")
+	}
+	return nil
+}
+
+// throttledReplicas is Kafka's throttled replica list: empty, "*", or
+// partition:broker pairs.
+func throttledReplicas(v string) error {
+	if v = strings.TrimSpace(v); v == "" || v == "*" {
+		return nil
+	}
+	for _, p := range strings.Split(v, ",") {
+		a, b, ok := strings.Cut(strings.TrimSpace(p), ":")
+		_, e1 := strconv.ParseUint(a, 10, 31)
+		_, e2 := strconv.ParseUint(b, 10, 31)
+		if !ok || e1 != nil || e2 != nil {
+			return errors.New("must be *, or a list of partition:broker pairs")
+		}
+	}
+	return nil
+}
+
+// kafkaReleases are the minor releases message.format.version (Kafka's
+// metadata version strings) may name.
+var kafkaReleases = map[string]bool{"0.8.0": true, "0.8.1": true, "0.8.2": true, "0.9.0": true, "0.10.0": true, "0.10.1": true,
+	"0.10.2": true, "0.11.0": true, "1.0": true, "1.1": true, "2.0": true, "2.1": true, "2.2": true, "2.3": true, "2.4": true,
+	"2.5": true, "2.6": true, "2.7": true, "2.8": true, "3.0": true, "3.1": true, "3.2": true, "3.3": true, "3.4": true,
+	"3.5": true, "3.6": true, "3.7": true, "3.8": true, "3.9": true}
+
+// formatVersion accepts what Kafka 3.9 parses as a message format version:
+// a release ("0.10.0", "2.8", "3.0.1") optionally with an -IVn suffix.
+func formatVersion(v string) error {
+	base, iv, hasIV := strings.Cut(v, "-IV")
+	if hasIV {
+		if _, err := strconv.ParseUint(iv, 10, 8); err != nil {
+			return errors.New("must be a Kafka version such as 0.10.0, 2.8 or 3.0-IV1")
+		}
+	}
+	parts := strings.Split(base, ".")
+	for n := len(parts); n >= 2; n-- {
+		if kafkaReleases[strings.Join(parts[:n], ".")] {
+			for _, p := range parts[n:] {
+				if _, err := strconv.ParseUint(p, 10, 8); err != nil {
+					return errors.New("must be a Kafka version such as 0.10.0, 2.8 or 3.0-IV1")
+				}
+			}
+			if len(parts) <= 3 {
+				return nil
+			}
+		}
+	}
+	return errors.New("must be a Kafka version such as 0.10.0, 2.8 or 3.0-IV1")
 }
 
 // TopicDefs returns the topic config definitions.
@@ -275,7 +366,17 @@ type Effective struct {
 	// MinInsyncReplicas is min.insync.replicas: the in-sync replicas an
 	// acks=all produce needs.
 	MinInsyncReplicas int
+	// Compression is compression.type as a codec id, -1 for producer.
+	Compression int8
+	// TimestampBeforeMs and TimestampAfterMs bound CreateTime timestamps
+	// around the broker's clock (math.MaxInt64: unbounded).
+	TimestampBeforeMs, TimestampAfterMs int64
+	// DownConversion is message.downconversion.enable.
+	DownConversion bool
 }
+
+// codecs maps compression.type to codec ids.
+var codecs = map[string]int8{"producer": -1, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 // Effective resolves every config the broker applies for a topic.
 func (r Resolver) Effective(overrides map[string]string) Effective {
@@ -287,6 +388,20 @@ func (r Resolver) Effective(overrides map[string]string) Effective {
 		LogAppendTime:     get("message.timestamp.type") == "LogAppendTime",
 		MinInsyncReplicas: int(i("min.insync.replicas")),
 		Compact:           strings.Contains(get("cleanup.policy"), "compact") && !strings.Contains(get("cleanup.policy"), "delete"),
+		Compression:       codecs[get("compression.type")],
+		TimestampBeforeMs: i("message.timestamp.before.max.ms"),
+		TimestampAfterMs:  i("message.timestamp.after.max.ms"),
+		DownConversion:    get("message.downconversion.enable") != "false",
+	}
+	// The deprecated difference bound stands in for a bound not set
+	// (Kafka 3.6+, KIP-937).
+	if diff := i("message.timestamp.difference.max.ms"); diff != math.MaxInt64 {
+		if e.TimestampBeforeMs == math.MaxInt64 {
+			e.TimestampBeforeMs = diff
+		}
+		if e.TimestampAfterMs == math.MaxInt64 {
+			e.TimestampAfterMs = diff
+		}
 	}
 	if e.Compact {
 		// Without compaction a compacted topic must keep everything.

@@ -304,7 +304,9 @@ func (m *ConsumerMember) subscribedTopics(topics Topics) []string {
 	if m.Regex != "" {
 		if re, err := regexp.Compile("^(?:" + m.Regex + ")$"); err == nil {
 			for _, t := range topics.Names() {
-				if re.MatchString(t) && !strings.HasPrefix(t, "__") {
+				// As Kafka: the whole name must match, and internal
+				// topics (__consumer_offsets) are not left out.
+				if re.MatchString(t) {
 					out = append(out, t)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,6 +45,19 @@ type Config struct {
 	// refused with NOT_ENOUGH_REPLICAS before it is appended while fewer
 	// replicas are in sync.
 	MinInsyncReplicas int
+	// Recompress stores every batch in Codec (compression.type other than
+	// producer): a batch that arrives in another codec is recompressed.
+	Recompress bool
+	Codec      int8
+	// TimestampBounds refuses CreateTime records whose timestamp is more
+	// than TimestampBeforeMs behind or TimestampAfterMs ahead of the
+	// broker's clock (message.timestamp.before/after.max.ms) with
+	// INVALID_TIMESTAMP; math.MaxInt64 leaves a side open.
+	TimestampBounds                     bool
+	TimestampBeforeMs, TimestampAfterMs int64
+	// NoDownConversion is message.downconversion.enable=false: fetchers
+	// older than Fetch v4 are refused.
+	NoDownConversion bool
 }
 
 // DefaultConfig is Kafka's defaults.
@@ -291,10 +305,21 @@ func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(
 			return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: kerr.NotEnoughReplicas})
 		}
 	}
+	cfg := p.Config()
+	if cfg.TimestampBounds && !cfg.LogAppendTime {
+		if err := checkTimestamps(batch, &h, p.now().UnixMilli(), &cfg); err != nil {
+			return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: err})
+		}
+	}
+	if cfg.Recompress && h.Compression() != cfg.Codec {
+		if entry, h, err = recompress(batch, &cfg); err != nil {
+			return done(ProduceResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1, Err: err})
+		}
+	}
 	data := entry
 	data[0] = entryBatches
 	appendTime := int64(-1)
-	if p.Config().LogAppendTime {
+	if cfg.LogAppendTime {
 		appendTime = p.now().UnixMilli()
 		records.SetLogAppendTime(data[1:], appendTime)
 		h.MaxTimestamp = appendTime
@@ -340,6 +365,48 @@ func (p *Partition) Produce(ctx context.Context, entry []byte, acks int16) func(
 
 func done(r ProduceResult) func(context.Context) ProduceResult {
 	return func(context.Context) ProduceResult { return r }
+}
+
+// recompress re-encodes a batch in the topic's codec (compression.type):
+// a new entry (spare kind byte, then the batch) and its header.
+func recompress(batch []byte, cfg *Config) ([]byte, records.Header, error) {
+	nb, err := records.Recompress(batch, cfg.Codec)
+	if err != nil {
+		return nil, records.Header{}, fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
+	}
+	if len(nb) > cfg.MaxMessageBytes {
+		return nil, records.Header{}, fmt.Errorf("%w: batch of %d bytes in the topic's codec, max.message.bytes is %d", kerr.MessageTooLarge, len(nb), cfg.MaxMessageBytes)
+	}
+	entry := make([]byte, 1+len(nb))
+	copy(entry[1:], nb)
+	h, err := records.ReadHeader(entry[1:])
+	return entry, h, err
+}
+
+// checkTimestamps refuses a batch with a CreateTime record outside the
+// topic's bounds around now, as Kafka's log validator does. Records
+// without a timestamp (-1, from message format v0) are not checked.
+func checkTimestamps(batch []byte, h *records.Header, now int64, cfg *Config) error {
+	late := func(ts int64) bool {
+		return cfg.TimestampAfterMs != math.MaxInt64 && ts > now && ts-now > cfg.TimestampAfterMs
+	}
+	if cfg.TimestampBeforeMs == math.MaxInt64 && !late(h.MaxTimestamp) {
+		return nil // MaxTimestamp is the largest: no record is too far ahead
+	}
+	var bad error
+	err := records.RecordTimes(batch, func(off, ts int64) bool {
+		early := cfg.TimestampBeforeMs != math.MaxInt64 && ts >= 0 && ts < now && now-ts > cfg.TimestampBeforeMs
+		if early || late(ts) {
+			bad = fmt.Errorf("%w: timestamp %d of the record at offset delta %d is out of range: the broker's clock is %d, message.timestamp.before.max.ms %d, message.timestamp.after.max.ms %d",
+				kerr.InvalidTimestamp, ts, off-h.BaseOffset, now, cfg.TimestampBeforeMs, cfg.TimestampAfterMs)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", kerr.CorruptMessage, err)
+	}
+	return bad
 }
 
 // validate checks a batch the way Kafka's broker does before appending it,

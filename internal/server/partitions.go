@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -242,6 +243,10 @@ func partitionConfigFor(e configs.Effective) partition.Config {
 	c := partition.DefaultConfig()
 	c.MaxMessageBytes, c.LogAppendTime = e.MaxMessageBytes, e.LogAppendTime
 	c.MinInsyncReplicas = max(e.MinInsyncReplicas, 1)
+	c.Recompress, c.Codec = e.Compression >= 0, e.Compression
+	c.TimestampBeforeMs, c.TimestampAfterMs = e.TimestampBeforeMs, e.TimestampAfterMs
+	c.TimestampBounds = e.TimestampBeforeMs != math.MaxInt64 || e.TimestampAfterMs != math.MaxInt64
+	c.NoDownConversion = !e.DownConversion
 	return c
 }
 

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,9 +39,41 @@ type matrix struct {
 	cells map[string]map[string]string // client -> feature -> "pass" | "FAIL" | "n/a: why"
 	notes map[string]string            // client -> version
 	foot  map[string]string            // client/feature -> footnote of a passing cell
+	// old: client (version) -> configured-for -> codec -> outcome, of the
+	// legacy tests outside the matrix; tools: tool -> outcome line.
+	old   map[string]map[string]map[string]string
+	tools map[string]string
 }
 
-var results = &matrix{cells: map[string]map[string]string{}, notes: map[string]string{}, foot: map[string]string{}}
+var results = &matrix{cells: map[string]map[string]string{}, notes: map[string]string{}, foot: map[string]string{},
+	old: map[string]map[string]map[string]string{}, tools: map[string]string{}}
+
+// oldClient records one legacy round trip of a client configured for an
+// old broker.
+func (m *matrix) oldClient(client, setting, codec, v string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.old[client] == nil {
+		m.old[client] = map[string]map[string]string{}
+	}
+	if m.old[client][setting] == nil {
+		m.old[client][setting] = map[string]string{}
+	}
+	m.old[client][setting][codec] = v
+}
+
+// tool records the outcome of a tool's test.
+func (m *matrix) tool(name, v string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tools[name] = v
+}
+
+// legacyCodecs are the codecs message formats v0 and v1 carry.
+var legacyCodecs = []string{"none", "gzip", "snappy", "lz4"}
+
+// legacyColumns are the columns of the old clients' table.
+var legacyColumns = append(slices.Clone(legacyCodecs), "group")
 
 // note adds a footnote to a cell (a pass with a caveat the reader must see).
 func (m *matrix) note(client, feature, text string) {
@@ -82,7 +115,9 @@ func (m *matrix) render() string {
 	b.WriteString("a group.instance.id and restarts it: it gets a new member id and its old partitions back, and the other member sees no\n")
 	b.WriteString("rebalance. n/a means the client has no such feature.\n\n")
 	b.WriteString("The cluster column (each client producing and consuming through a leader failover on three nodes) is\n")
-	b.WriteString("[COMPATIBILITY-CLUSTER.md](COMPATIBILITY-CLUSTER.md), written by `go test ./tests/cluster` (`make cluster-doc`).\n\n")
+	b.WriteString("[COMPATIBILITY-CLUSTER.md](COMPATIBILITY-CLUSTER.md), written by `go test ./tests/cluster` (`make cluster-doc`). The peers'\n")
+	b.WriteString("own test suites (franz-go's kgo integration tests) run against a broker are [COMPATIBILITY-PEERS.md](COMPATIBILITY-PEERS.md),\n")
+	b.WriteString("written by `make test-peers`.\n\n")
 	clients := make([]string, 0, len(m.cells))
 	for c := range m.cells {
 		clients = append(clients, c)
@@ -117,6 +152,31 @@ func (m *matrix) render() string {
 	}
 	if len(foots) > 0 {
 		b.WriteString("\npass* (passed with a caveat):\n\n" + strings.Join(foots, "\n") + "\n")
+	}
+	if len(m.old) > 0 || len(m.tools) > 0 {
+		b.WriteString("\nOld clients and tools (outside the matrix: `TestCompatLegacy*`, `TestCompatBurrow`). Each cell: the client, configured\n")
+		b.WriteString("for an old broker, produces records (keys, null values, no headers: formats v0/v1 have none) through Produce v0–v2\n")
+		b.WriteString("with message formats v0/v1 that franz-go reads back byte for byte at the offsets the client was told (v0 records\n")
+		b.WriteString("without timestamps), and consumes them back through Fetch v0–v3 (batches converted down); *group*: the client is\n")
+		b.WriteString("the one member of a consumer group (the old group protocol versions), consumes each record of two partitions once\n")
+		b.WriteString("and commits, and the broker reports the committed offsets at the partitions' ends:\n\n")
+		b.WriteString("| client | configured for | " + strings.Join(legacyColumns, " | ") + " |\n|---|---|" + strings.Repeat("---|", len(legacyColumns)) + "\n")
+		for _, c := range slices.Sorted(maps.Keys(m.old)) {
+			for _, setting := range slices.Sorted(maps.Keys(m.old[c])) {
+				b.WriteString("| " + c + " | " + setting)
+				for _, codec := range legacyColumns {
+					v, ok := m.old[c][setting][codec]
+					if !ok {
+						v = "not run"
+					}
+					b.WriteString(" | " + v)
+				}
+				b.WriteString(" |\n")
+			}
+		}
+		for _, tool := range slices.Sorted(maps.Keys(m.tools)) {
+			b.WriteString("\n- " + tool + ": " + m.tools[tool] + "\n")
+		}
 	}
 	b.WriteString(knownClientIssues)
 	return b.String()

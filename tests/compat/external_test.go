@@ -39,6 +39,18 @@ func tail(s string) string {
 
 // scriptDriver builds a driver around a JSON-speaking client script.
 func scriptDriver(t *testing.T, name string, argv []string) driver {
+	return scriptDriverWith(t, name, argv, nil)
+}
+
+// scriptDriverWith is scriptDriver whose produce and consume requests also
+// carry extra (client configuration the script understands).
+func scriptDriverWith(t *testing.T, name string, argv []string, extra map[string]any) driver {
+	with := func(req map[string]any) map[string]any {
+		for k, v := range extra {
+			req[k] = v
+		}
+		return req
+	}
 	var v struct{ Version string }
 	script(t, argv, map[string]any{"op": "version"}, &v)
 	d := driver{name: name, version: v.Version, offsetsKnown: true}
@@ -48,7 +60,7 @@ func scriptDriver(t *testing.T, name string, argv []string) driver {
 			Offset    int64  `json:"offset"`
 			Error     string `json:"error"`
 		}
-		script(t, argv, map[string]any{"op": "produce", "topic": topic, "records": recs, "codec": o.codec, "idempotent": o.idempotent}, &res)
+		script(t, argv, with(map[string]any{"op": "produce", "topic": topic, "records": recs, "codec": o.codec, "idempotent": o.idempotent}), &res)
 		if len(res) != len(recs) {
 			t.Fatalf("%s reported %d deliveries for %d records", name, len(res), len(recs))
 		}
@@ -64,7 +76,7 @@ func scriptDriver(t *testing.T, name string, argv []string) driver {
 	}
 	d.consume = func(t *testing.T, topic string, n int) []rec {
 		var got []rec
-		script(t, argv, map[string]any{"op": "consume", "topic": topic, "n": n}, &got)
+		script(t, argv, with(map[string]any{"op": "consume", "topic": topic, "n": n}), &got)
 		return got
 	}
 	d.admin = scriptAdmin{argv}

@@ -14,6 +14,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 
+# req["conf"], when present, is extra client configuration (the legacy
+# tests pass api.version.request=false and broker.version.fallback).
+
+
 def dec(s):
     return None if s is None else base64.b64decode(s)
 
@@ -26,6 +30,7 @@ def produce(req):
     conf = {"bootstrap.servers": req["bootstrap"], "compression.type": req.get("codec", "none"),
             "enable.idempotence": req.get("idempotent", False), "message.max.bytes": 8 << 20,
             "linger.ms": 5, "acks": "all"}
+    conf.update(req.get("conf") or {})
     p = Producer(conf)
     out = [None] * len(req["records"])
 
@@ -50,12 +55,19 @@ def produce(req):
 
 def consume(req):
     c = Consumer({"bootstrap.servers": req["bootstrap"], "group.id": "compat-unused", "enable.auto.commit": False,
-                  "fetch.message.max.bytes": 8 << 20, "fetch.wait.max.ms": 100})
+                  "fetch.message.max.bytes": 8 << 20, "fetch.wait.max.ms": 100, **(req.get("conf") or {})})
     md = c.list_topics(req["topic"], timeout=20)
     parts = sorted(md.topics[req["topic"]].partitions)
     c.assign([TopicPartition(req["topic"], p, OFFSET_BEGINNING) for p in parts])
+    got = poll_n(c, req["n"])
+    c.close()
+    return got
+
+
+def poll_n(c, n):
+    """Polls c until it returned n records (or 60 s passed)."""
     got, deadline = [], time.time() + 60
-    while len(got) < req["n"] and time.time() < deadline:
+    while len(got) < n and time.time() < deadline:
         m = c.poll(0.5)
         if m is None:
             continue
@@ -63,6 +75,19 @@ def consume(req):
             raise RuntimeError(str(m.error()))
         got.append({"partition": m.partition(), "offset": m.offset(), "key": enc(m.key()), "value": enc(m.value()),
                     "headers": [{"key": k, "value": enc(v)} for k, v in (m.headers() or [])]})
+    return got
+
+
+def group_consume(req):
+    """Consumes n records as the only member of a group (subscribe, poll,
+    commit synchronously, close) and returns them (the legacy tests: with
+    an old broker.version.fallback this is JoinGroup/SyncGroup v0,
+    OffsetCommit v2 and OffsetFetch v1)."""
+    c = Consumer({"bootstrap.servers": req["bootstrap"], "group.id": req["group"], "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100, **(req.get("conf") or {})})
+    c.subscribe([req["topic"]])
+    got = poll_n(c, req["n"])
+    c.commit(asynchronous=False)
     c.close()
     return got
 
@@ -200,7 +225,8 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": "%s, librdkafka %s" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])}))
         return
-    fn = {"produce": produce, "consume": consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
+    fn = {"produce": produce, "consume": consume, "group_consume": group_consume, "member": member,
+          "produce_stream": produce_stream}.get(req["op"], admin)
     out = fn(req)
     if req["op"] not in ("member", "produce_stream"):
         print(json.dumps(out))

@@ -17,10 +17,17 @@ def enc(b):
     return None if b is None else base64.b64encode(b).decode()
 
 
+def api_version(req):
+    """req["api_version"] ("0.9", "0.10") pins the protocol kafka-python
+    speaks instead of probing the broker (the legacy tests)."""
+    v = req.get("api_version")
+    return {"api_version": tuple(int(x) for x in v.split("."))} if v else {}
+
+
 def produce(req):
     codec = req.get("codec", "none")
     p = KafkaProducer(bootstrap_servers=req["bootstrap"], acks="all", linger_ms=5, max_request_size=8 << 20,
-                      compression_type=None if codec == "none" else codec)
+                      compression_type=None if codec == "none" else codec, **api_version(req))
     futures = []
     for r in req["records"]:
         headers = [(h["key"], dec(h["value"])) for h in r.get("headers") or []]
@@ -36,7 +43,7 @@ def produce(req):
 
 def consume(req):
     c = KafkaConsumer(bootstrap_servers=req["bootstrap"], enable_auto_commit=False, group_id=None,
-                      max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=100)
+                      max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=100, **api_version(req))
     parts = sorted(c.partitions_for_topic(req["topic"]) or [])
     tps = [TopicPartition(req["topic"], p) for p in parts]
     c.assign(tps)
@@ -47,6 +54,23 @@ def consume(req):
             for m in msgs:
                 got.append({"partition": m.partition, "offset": m.offset, "key": enc(m.key), "value": enc(m.value),
                             "headers": [{"key": k, "value": enc(v)} for k, v in (m.headers or [])]})
+    c.close()
+    return got
+
+
+def group_consume(req):
+    """Consumes n records as the only member of a group (subscribe, poll,
+    commit synchronously, close) and returns them (the legacy tests: with
+    api_version (0, 9) this is JoinGroup/SyncGroup v0, OffsetCommit v2 and
+    OffsetFetch v1)."""
+    c = KafkaConsumer(req["topic"], bootstrap_servers=req["bootstrap"], group_id=req["group"], enable_auto_commit=False,
+                      auto_offset_reset="earliest", fetch_max_wait_ms=100, **api_version(req))
+    got, deadline = [], time.time() + 60
+    while len(got) < req["n"] and time.time() < deadline:
+        for tp, msgs in c.poll(timeout_ms=500).items():
+            for m in msgs:
+                got.append({"partition": m.partition, "offset": m.offset, "key": enc(m.key), "value": enc(m.value)})
+    c.commit()
     c.close()
     return got
 
@@ -170,7 +194,7 @@ def main():
     if req["op"] == "version":
         print(json.dumps({"version": kafka.__version__}))
         return
-    fn = {"produce": produce, "consume": consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
+    fn = {"produce": produce, "consume": consume, "group_consume": group_consume, "member": member, "produce_stream": produce_stream}.get(req["op"], admin)
     out = fn(req)
     if req["op"] not in ("member", "produce_stream"):
         print(json.dumps(out))
