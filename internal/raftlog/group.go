@@ -496,7 +496,16 @@ func (g *Group) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { g.failPending(s, err) }()
+	defer func() {
+		g.failPending(s, err)
+		if s.leader && len(s.caughtUp) > 1 {
+			// A last heartbeat as the group stops on a node that may stay up
+			// (its log failed or was found damaged): quiesced followers wake
+			// on it and, hearing nothing more, elect a successor. Node
+			// liveness would not wake them, as the node is still up.
+			g.heartbeat(s, nil, false)
+		}
+	}()
 	for {
 		// Take everything that is ready without blocking, so that one Ready
 		// (one durable append) carries as much as possible.

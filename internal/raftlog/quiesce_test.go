@@ -352,3 +352,31 @@ func TestQuiesceLeaderNodeDies(t *testing.T) {
 		t.Fatalf("high watermark %d after 6 one-record proposals", hw)
 	}
 }
+
+// TestQuiesceLeaderGroupStopsOnLiveNode: the leader's group stops (its log
+// failed, or was found damaged) while its node stays up, so node liveness
+// says nothing; its last heartbeat wakes the quiesced followers, which
+// elect a successor.
+func TestQuiesceLeaderGroupStopsOnLiveNode(t *testing.T) {
+	c := newQuietCluster(t)
+	c.propose(4)
+	l := c.waitQuiet("every replica to quiesce")
+	l.cancel() // the group (and its log's writer) stop; the node stays "up" for the others
+	var l2 *node
+	waitFor(t, "a successor among the other replicas", func() bool {
+		for _, n := range c.nodes {
+			if n != l && n.g.Status().IsLeader {
+				l2 = n
+				return true
+			}
+		}
+		return false
+	})
+	d := payload(1, 32)
+	if _, err := l2.g.ProposeWait(context.Background(), NewProposal(d, assign(d), false)); err != nil {
+		t.Fatalf("propose on the successor: %v", err)
+	}
+	if hw := l2.g.HighWatermark(); hw != 5 {
+		t.Fatalf("high watermark %d on the successor, want 5", hw)
+	}
+}
