@@ -462,6 +462,7 @@ type runState struct {
 	caughtUp   map[uint64]uint64
 	isr        []uint64
 	isrScratch []uint64
+	lagScratch []PeerLag
 	// Quiescence: quiesced while idle; seen is each node's liveness
 	// generation and count of downs as this group last looked
 	// (docs/DESIGN.md).
@@ -1030,19 +1031,13 @@ func (g *Group) trackISR(s *runState) bool {
 		}
 	})
 	isr := s.isrScratch[:0]
-	lagChanged := false
-	prevLag := g.lag.Load()
-	n := 0
+	lags := s.lagScratch[:0]
 	s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
 		if typ == raft.ProgressTypeLearner {
 			return
 		}
 		if id != g.cfg.NodeID {
-			lag := selfMatch - min(pr.Match, selfMatch)
-			if prevLag == nil || n >= len(*prevLag) || (*prevLag)[n] != (PeerLag{id, lag}) {
-				lagChanged = true
-			}
-			n++
+			lags = append(lags, PeerLag{id, selfMatch - min(pr.Match, selfMatch)})
 		}
 		// A follower whose node is down is not caught up, even when
 		// nothing was written since it died.
@@ -1053,16 +1048,12 @@ func (g *Group) trackISR(s *runState) bool {
 			isr = append(isr, id)
 		}
 	})
-	if lagChanged || prevLag != nil && n != len(*prevLag) {
-		// A new slice only when a lag changed: an idle group allocates
-		// nothing. Progress is visited in id order.
-		lags := make([]PeerLag, 0, n)
-		s.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
-			if typ != raft.ProgressTypeLearner && id != g.cfg.NodeID {
-				lags = append(lags, PeerLag{id, selfMatch - min(pr.Match, selfMatch)})
-			}
-		})
-		g.lag.Store(&lags)
+	s.lagScratch = lags
+	// Publish a copy only when a lag changed: an idle group allocates
+	// nothing.
+	if prev := g.lag.Load(); prev == nil || !slices.Equal(*prev, lags) {
+		published := slices.Clone(lags)
+		g.lag.Store(&published)
 	}
 	slices.Sort(isr)
 	s.isrScratch = isr
